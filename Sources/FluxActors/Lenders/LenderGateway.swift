@@ -11,6 +11,8 @@ public protocol LenderGateway: Sendable {
     func admit(lenderID: String, context: LenderCallContext) async -> Admission
     func apply(lenderID: String, context: LenderCallContext) async -> LenderCall<ApplyOutcome>
     func status(lenderID: String, context: LenderCallContext) async -> LenderCall<StatusOutcome>
+    /// A lender whose descriptor has no `disburse` operation disburses on approval: the answer is
+    /// `.disbursed` with zero tries and no call.
     func disburse(lenderID: String, context: LenderCallContext) async -> LenderCall<DisburseOutcome>
     /// The compensation for an approval Flux had already given up on. `nil` when the lender's
     /// descriptor has no `cancel` operation.

@@ -38,7 +38,7 @@ public struct CheckoutRequest: Sendable, Equatable {
 
     public init(json: JSONValue) throws(InvalidField) {
         guard case .object = json else { throw InvalidField(field: "", message: "body must be a JSON object") }
-        var v = FieldReader(root: json)
+        let v = FieldReader(root: json)
         merchantID = try v.string("merchant_id", pattern: .identifier)
         storeID = try v.optionalString("store_id", pattern: .identifier)
         _ = try v.object("customer")

@@ -1,0 +1,316 @@
+import Foundation
+
+/// How one lender's attempt ended, as the public view shows it (CONTRACT §2 `attempts[].outcome`).
+public enum AttemptOutcome: String, Sendable, Codable, Equatable {
+    case approved, rejected, error, timeout, pending
+    case skippedOpenCircuit = "skipped_open_circuit"
+    case skippedValidation = "skipped_validation"
+    case ghostRecovered = "ghost_recovered"
+}
+
+/// What a status inquiry said, as journalled.
+public enum InquiryResult: String, Sendable, Codable, Equatable {
+    case approved, rejected, pending
+    case notFound = "not_found"
+    case unknown
+}
+
+/// The events of one application's stream (`app/<id>`). The saga's state is a fold over them,
+/// so a node that reloads the stream continues exactly where the last writer stopped.
+public enum ApplicationEvent: Sendable, Equatable {
+    case received(Received)
+    case ranked(Ranked)
+    case attemptSkipped(AttemptSkipped)
+    /// The intent to call `apply`; durable before the call (the ghost-loan rule).
+    case attemptStarted(AttemptStarted)
+    case attemptFinished(AttemptFinished)
+    case statusInquired(StatusInquired)
+    case approved(Approved)
+    case disbursalFailed(DisbursalFailed)
+    case cancelRequested(CancelRequested)
+    case compensated(Compensated)
+    case disbursed(Disbursed)
+    case declined(Closed)
+    case failed(Closed)
+    case cancelled(Closed)
+
+    public struct Received: Sendable, Equatable, Codable {
+        public var applicationID: String
+        public var merchantID: String
+        public var customerID: String
+        public var idempotencyKey: String
+        /// SHA-256 of the canonical request JSON: a replay with a different body is a conflict.
+        public var requestHash: String
+        public var request: JSONValue
+        public var at: Date
+    }
+
+    public struct Ranked: Sendable, Equatable, Codable {
+        public var rulesetVersion: Int
+        public var lenders: [String]
+        public var scores: [Double]
+        public var excluded: [ExcludedLenderReason]
+    }
+
+    public struct ExcludedLenderReason: Sendable, Equatable, Codable {
+        public var lenderID: String
+        public var failed: [String]
+    }
+
+    public struct AttemptSkipped: Sendable, Equatable, Codable {
+        public var lenderID: String
+        public var outcome: AttemptOutcome
+        public var reason: String
+        public var at: Date
+    }
+
+    public struct AttemptStarted: Sendable, Equatable, Codable {
+        public var lenderID: String
+        public var idempotencyKey: String
+        public var at: Date
+    }
+
+    public struct AttemptFinished: Sendable, Equatable, Codable {
+        public var lenderID: String
+        public var outcome: AttemptOutcome
+        public var reason: String?
+        public var lenderReference: String?
+        public var annualRateBps: Int?
+        public var tries: Int
+        public var latencyMs: Int
+        /// True when the lender may have lent and a status inquiry must settle it.
+        public var needsInquiry: Bool
+    }
+
+    public struct StatusInquired: Sendable, Equatable, Codable {
+        public var lenderID: String
+        public var result: InquiryResult
+        public var reason: String?
+        public var lenderReference: String?
+        public var annualRateBps: Int?
+        public var tries: Int
+        public var latencyMs: Int
+    }
+
+    public struct Approved: Sendable, Equatable, Codable {
+        public var lenderID: String
+        public var lenderReference: String
+        public var annualRateBps: Int
+    }
+
+    public struct DisbursalFailed: Sendable, Equatable, Codable {
+        public var lenderID: String
+        public var reason: String
+    }
+
+    public struct CancelRequested: Sendable, Equatable, Codable {
+        public var at: Date
+    }
+
+    public struct Compensated: Sendable, Equatable, Codable {
+        public var lenderID: String
+        public var lenderReference: String
+        /// `cancelled` at the lender, or `flagged` for operators (no `cancel` operation / it failed).
+        public var result: String
+        public var reason: String?
+    }
+
+    public struct Disbursed: Sendable, Equatable, Codable {
+        public var lenderID: String
+        public var lenderReference: String
+        public var annualRateBps: Int
+        public var loanID: String
+        public var at: Date
+    }
+
+    public struct Closed: Sendable, Equatable, Codable {
+        public var reasons: [String]
+        public var at: Date
+    }
+
+    public var typeName: String {
+        switch self {
+        case .received: "ApplicationReceived"
+        case .ranked: "LendersRanked"
+        case .attemptSkipped: "LenderAttemptSkipped"
+        case .attemptStarted: "LenderAttemptStarted"
+        case .attemptFinished: "LenderAttemptFinished"
+        case .statusInquired: "LenderStatusInquired"
+        case .approved: "ApplicationApproved"
+        case .disbursalFailed: "DisbursalFailed"
+        case .cancelRequested: "CancelRequested"
+        case .compensated: "LenderApprovalCompensated"
+        case .disbursed: "ApplicationDisbursed"
+        case .declined: "ApplicationDeclined"
+        case .failed: "ApplicationFailed"
+        case .cancelled: "ApplicationCancelled"
+        }
+    }
+
+    /// True for the events after which the application is terminal.
+    public var closesStream: Bool {
+        switch self {
+        case .disbursed, .declined, .failed, .cancelled: true
+        default: false
+        }
+    }
+
+    static let encoder: JSONEncoder = {
+        let e = JSONEncoder()
+        e.keyEncodingStrategy = .convertToSnakeCase
+        e.dateEncodingStrategy = .custom { date, encoder in
+            var c = encoder.singleValueContainer()
+            try c.encode(Timestamp.format(date))
+        }
+        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return e
+    }()
+
+    static let decoder: JSONDecoder = {
+        let d = JSONDecoder()
+        d.keyDecodingStrategy = .convertFromSnakeCase
+        d.dateDecodingStrategy = .custom { decoder in
+            let c = try decoder.singleValueContainer()
+            let s = try c.decode(String.self)
+            guard let date = Timestamp.parse(s) else {
+                throw DecodingError.dataCorruptedError(in: c, debugDescription: "bad timestamp \(s)")
+            }
+            return date
+        }
+        return d
+    }()
+
+    /// The event's data as JSON text (the journal's `data` column).
+    public func encodedData() -> String {
+        func enc(_ v: some Encodable) -> String {
+            // The payloads are plain structs of strings, numbers, dates and JSONValues: encoding cannot fail.
+            String(decoding: (try? Self.encoder.encode(v)) ?? Data("{}".utf8), as: UTF8.self)
+        }
+        switch self {
+        case .received(let p): return enc(p)
+        case .ranked(let p): return enc(p)
+        case .attemptSkipped(let p): return enc(p)
+        case .attemptStarted(let p): return enc(p)
+        case .attemptFinished(let p): return enc(p)
+        case .statusInquired(let p): return enc(p)
+        case .approved(let p): return enc(p)
+        case .disbursalFailed(let p): return enc(p)
+        case .cancelRequested(let p): return enc(p)
+        case .compensated(let p): return enc(p)
+        case .disbursed(let p): return enc(p)
+        case .declined(let p), .failed(let p), .cancelled(let p): return enc(p)
+        }
+    }
+
+    public struct DecodeError: Error, Sendable, Equatable {
+        public var message: String
+    }
+
+    public static func decode(type: String, data: String) throws(DecodeError) -> ApplicationEvent {
+        func dec<T: Decodable>(_: T.Type) throws(DecodeError) -> T {
+            do { return try decoder.decode(T.self, from: Data(data.utf8)) } catch {
+                throw DecodeError(message: "cannot decode \(type): \(error)")
+            }
+        }
+        switch type {
+        case "ApplicationReceived": return .received(try dec(Received.self))
+        case "LendersRanked": return .ranked(try dec(Ranked.self))
+        case "LenderAttemptSkipped": return .attemptSkipped(try dec(AttemptSkipped.self))
+        case "LenderAttemptStarted": return .attemptStarted(try dec(AttemptStarted.self))
+        case "LenderAttemptFinished": return .attemptFinished(try dec(AttemptFinished.self))
+        case "LenderStatusInquired": return .statusInquired(try dec(StatusInquired.self))
+        case "ApplicationApproved": return .approved(try dec(Approved.self))
+        case "DisbursalFailed": return .disbursalFailed(try dec(DisbursalFailed.self))
+        case "CancelRequested": return .cancelRequested(try dec(CancelRequested.self))
+        case "LenderApprovalCompensated": return .compensated(try dec(Compensated.self))
+        case "ApplicationDisbursed": return .disbursed(try dec(Disbursed.self))
+        case "ApplicationDeclined": return .declined(try dec(Closed.self))
+        case "ApplicationFailed": return .failed(try dec(Closed.self))
+        case "ApplicationCancelled": return .cancelled(try dec(Closed.self))
+        default: throw DecodeError(message: "unknown event type \(type)")
+        }
+    }
+}
+
+/// RFC 3339 UTC timestamps with millisecond precision, as the public API shows them.
+public enum Timestamp {
+    public static func format(_ date: Date) -> String {
+        let ms = Int64((date.timeIntervalSince1970 * 1000).rounded(.down))
+        let secs = ms >= 0 ? ms / 1000 : (ms - 999) / 1000
+        let milli = ms - secs * 1000
+        let days = secs >= 0 ? secs / 86400 : (secs - 86399) / 86400
+        let rem = secs - days * 86400
+        let (y, m, d) = civil(fromDays: days)
+        func p(_ n: Int64, _ w: Int) -> String {
+            let s = String(n)
+            return String(repeating: "0", count: max(0, w - s.count)) + s
+        }
+        return "\(p(y, 4))-\(p(m, 2))-\(p(d, 2))T\(p(rem / 3600, 2)):\(p(rem % 3600 / 60, 2)):\(p(rem % 60, 2)).\(p(milli, 3))Z"
+    }
+
+    public static func parse(_ s: String) -> Date? {
+        let u = Array(s.utf8)
+        guard u.count >= 20, u[4] == 0x2D, u[7] == 0x2D, u[10] == 0x54 || u[10] == 0x74, u[13] == 0x3A,
+            u[16] == 0x3A
+        else { return nil }
+        func num(_ r: Range<Int>) -> Int64? {
+            var n: Int64 = 0
+            for c in u[r] {
+                guard c >= 0x30 && c <= 0x39 else { return nil }
+                n = n * 10 + Int64(c - 0x30)
+            }
+            return n
+        }
+        guard let y = num(0..<4), let mo = num(5..<7), let d = num(8..<10), let h = num(11..<13),
+            let mi = num(14..<16), let se = num(17..<19)
+        else { return nil }
+        var i = 19
+        var frac = 0.0
+        if i < u.count, u[i] == 0x2E {
+            i += 1
+            var scale = 0.1
+            while i < u.count, u[i] >= 0x30, u[i] <= 0x39 {
+                frac += Double(u[i] - 0x30) * scale
+                scale /= 10
+                i += 1
+            }
+        }
+        guard i < u.count else { return nil }
+        var offset: Int64 = 0
+        if u[i] == 0x5A || u[i] == 0x7A {
+            guard i == u.count - 1 else { return nil }
+        } else if u[i] == 0x2B || u[i] == 0x2D, u.count == i + 6, let oh = num(i + 1..<i + 3),
+            let om = num(i + 4..<i + 6)
+        {
+            offset = (oh * 3600 + om * 60) * (u[i] == 0x2B ? 1 : -1)
+        } else {
+            return nil
+        }
+        let days = daysFromCivil(y, mo, d)
+        let secs = days * 86400 + h * 3600 + mi * 60 + se - offset
+        return Date(timeIntervalSince1970: Double(secs) + frac)
+    }
+
+    // Howard Hinnant's civil-from-days algorithms.
+    static func civil(fromDays z0: Int64) -> (Int64, Int64, Int64) {
+        let z = z0 + 719468
+        let era = (z >= 0 ? z : z - 146096) / 146097
+        let doe = z - era * 146097
+        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365
+        let y = yoe + era * 400
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+        let mp = (5 * doy + 2) / 153
+        let d = doy - (153 * mp + 2) / 5 + 1
+        let m = mp < 10 ? mp + 3 : mp - 9
+        return (m <= 2 ? y + 1 : y, m, d)
+    }
+
+    static func daysFromCivil(_ y0: Int64, _ m: Int64, _ d: Int64) -> Int64 {
+        let y = m <= 2 ? y0 - 1 : y0
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yoe = y - era * 400
+        let doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
+        return era * 146097 + doe - 719468
+    }
+}
