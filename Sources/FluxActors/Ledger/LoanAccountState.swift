@@ -45,11 +45,10 @@ public struct LoanAccountState: Sendable, Equatable {
     /// The loan id for an application's loan: a function of the application id only, so that a
     /// saga recovered after a crash opens the same loan (the journal's unique (stream, seq)
     /// then refuses a second `LoanOpened`), never a second one.
-    /// `app_XYZ` → `loan_XYZ`; any other id `X` → `loan-X` (a different separator, so two
-    /// applications never map to one loan).
+    /// `app_XYZ` → `loan_XYZ`; any other id `X` → `loan_X` (the same rule as
+    /// `WaterfallSaga.loanID(for:)`; Flux's own application ids all start with `app_`).
     public static func loanID(forApplication id: String) -> String {
-        if id.hasPrefix("app_") { return "loan_" + id.dropFirst(4) }
-        return "loan-" + id
+        "loan_" + (id.hasPrefix("app_") ? id.dropFirst(4) : id[...])
     }
 
     /// The journal stream of a loan's events.
