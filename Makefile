@@ -1,0 +1,37 @@
+# Flux — two commands for a newcomer: `make demo` and `make test`.
+SHELL := /bin/bash
+SWIFT ?= swift
+BIN_DEBUG := .build/debug/flux-node
+BIN_RELEASE := .build/release/flux-node
+
+.PHONY: all deps build release test unit integration demo bench format clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+build: deps
+	$(SWIFT) build --product flux-node
+
+release: deps
+	$(SWIFT) build -c release --product flux-node
+
+## Unit tests, then integration tests that run the real flux-node binary.
+test: deps
+	$(SWIFT) build --build-tests
+	FLUX_NODE_BIN=$(CURDIR)/$(BIN_DEBUG) $(SWIFT) test --skip-build
+
+## Simulated lenders, a node, a stream of checkouts with a live table and a summary.
+demo: build
+	$(BIN_DEBUG) demo --examples .
+
+## Figures for the issues' speed targets (release build).
+bench: release
+	$(BIN_RELEASE) bench --examples .
+
+format:
+	$(SWIFT) format -i -r Sources Tests Package.swift
+
+clean:
+	rm -rf .build .flux

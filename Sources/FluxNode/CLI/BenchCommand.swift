@@ -1,0 +1,110 @@
+import ArgumentParser
+import FluxActors
+import Foundation
+import Logging
+
+/// `flux-node bench` (run by `make bench` on a release build): prints the figures the issues
+/// set targets for. A benchmark, not a test: it reports, it does not fail on a slow machine.
+struct BenchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench", abstract: "Measure rules, connector, journal and end-to-end checkout throughput.")
+
+    @Option(help: "Folder with simulator.json, rules.json and lenders/.") var examples: String = "."
+    @Option(help: "Offered checkouts per second for the end-to-end run.") var rate: Double = 2000
+    @Option(help: "Seconds of end-to-end load.") var duration: Double = 20
+    @Option(help: "Which parts to run: rules, connector, journal, checkouts (comma-separated).")
+    var only: String = "rules,connector,journal,checkouts"
+
+    func run() async throws {
+        let logger = Logs.bootstrap(label: "flux.bench")
+        let parts = Set(only.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+        print("Flux benchmarks — \(ProcessInfo.processInfo.activeProcessorCount) cores, \(Timestamp.format(Date()))")
+        if parts.contains("rules") {
+            let r = runRulesBenchmark(iterations: 2_000_000)
+            print(String(format: "rules:      %.0f ruleset decisions/s (4 lenders × 4 conditions), %.0f lender decisions/s, one core  [target ≥ 1,000,000]", r.decisionsPerSecond, r.lenderDecisionsPerSecond))
+        }
+        if parts.contains("connector") {
+            let us = runConnectorBenchmark(iterations: 200_000)
+            print(String(format: "connector:  %.2f µs per lender attempt (render apply + auth header, parse + map reply)  [target ≤ 20 µs]", us))
+        }
+        if parts.contains("journal") {
+            let dir = FileManager.default.temporaryDirectory.appendingPathComponent("flux-bench-\(getpid())")
+            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: dir) }
+            let store = try makeJournalStore("sqlite:\(dir.appendingPathComponent("bench.db").path)", relativeTo: dir)
+            try await store.prepare()
+            let figures = try await runJournalBenchmark(store: store, batchSizes: [1, 64, 1024], events: 50_000)
+            for f in figures {
+                print(String(format: "journal:    SQLite %6.0f durable events/s at batch %d", f.eventsPerSecond, f.batch))
+            }
+            await store.close()
+        }
+        if parts.contains("checkouts") {
+            try await checkouts(logger: logger)
+        }
+    }
+
+    /// Simulated lenders with no latency, one node, open-loop load at `rate`.
+    private func checkouts(logger: Logger) async throws {
+        let base = URL(fileURLWithPath: examples).standardizedFileURL
+        let work = base.appendingPathComponent(".flux/bench-\(getpid())")
+        try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
+        var children: [ChildProcess] = []
+        defer { try? FileManager.default.removeItem(at: work) }
+        do {
+            // The example simulator, with every lender instant and well-behaved.
+            guard let data = FileManager.default.contents(atPath: base.appendingPathComponent("simulator.json").path),
+                case .object(var sim) = try JSONValue.parse(data), case .array(let lenders) = sim["lenders"] ?? .null
+            else { throw DemoError("simulator.json not found or not an object in \(base.path)") }
+            sim["lenders"] = .array(
+                lenders.map { l in
+                    guard case .object(var o) = l else { return l }
+                    o["latency_ms"] = 0
+                    o["jitter_ms"] = 0
+                    o["error_rate"] = 0
+                    o["ghost_mode"] = false
+                    o["outage"] = "none"
+                    return .object(o)
+                })
+            let simURL = work.appendingPathComponent("simulator.json")
+            try JSONValue.object(sim).jsonData().write(to: simURL)
+            let simConfig = try SimulatorConfig.load(path: simURL.path)
+            let simulator = try ChildProcess(
+                name: "simulated lenders", arguments: ["simulate-lenders", "--config", simURL.path],
+                logURL: work.appendingPathComponent("simulator.log"))
+            children.append(simulator)
+            try await waitUntilReady("http://\(simConfig.host):\(simConfig.controlPort)/_sim/control", child: simulator)
+            let http = Ports.free()
+            let conf = work.appendingPathComponent("node.conf")
+            try """
+            node_id = "bench-1"
+            http = "127.0.0.1:\(http)"
+            admin = "127.0.0.1:\(Ports.free())"
+            journal = "sqlite:\(work.appendingPathComponent("journal.db").path)"
+            lenders_dir = "\(base.appendingPathComponent("lenders").path)"
+            rules = "\(base.appendingPathComponent("rules.json").path)"
+            """.write(to: conf, atomically: true, encoding: .utf8)
+            let node = try ChildProcess(
+                name: "flux node", arguments: ["run", "--config", conf.path], logURL: work.appendingPathComponent("node.log"),
+                environment: ["LOG_LEVEL": "error"])
+            children.append(node)
+            try await waitUntilReady("http://127.0.0.1:\(http)/health/ready", child: node)
+            // Warm up connections and caches, then measure.
+            _ = try await runLoadGen(
+                options: LoadGenOptions(targets: [URL(string: "http://127.0.0.1:\(http)")!], rate: 200, durationSeconds: 2, seed: 99),
+                logger: logger)
+            let report = try await runLoadGen(
+                options: LoadGenOptions(
+                    targets: [URL(string: "http://127.0.0.1:\(http)")!], rate: rate, durationSeconds: duration, waitSeconds: 0,
+                    seed: 1),
+                logger: logger)
+            print("checkouts: one node, 0-latency simulated lenders, POST /v1/applications (201 after the durable journal write)")
+            print(report.render())
+            print(String(format: "checkouts:  %.0f/s achieved at %.0f/s offered, p50 %.2f ms, p99 %.2f ms  [target ≥ 2,000/s, p99 ≤ 25 ms]", report.achievedRate, rate, report.p50Ms, report.p99Ms))
+        } catch {
+            for c in children.reversed() { _ = await c.stop() }
+            throw error
+        }
+        for c in children.reversed() { _ = await c.stop() }
+    }
+}

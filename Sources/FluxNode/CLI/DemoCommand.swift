@@ -1,0 +1,226 @@
+import ArgumentParser
+import FluxActors
+import Foundation
+import Logging
+
+/// `flux-node demo`: simulated lenders, a node, a stream of checkouts with a live table, and a
+/// summary that checks every application ended and no customer got two loans.
+struct DemoCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "demo", abstract: "Run simulated lenders and a node, send checkouts, show what happens.")
+
+    @Option(help: "Folder with simulator.json, rules.json and lenders/ (default: the current folder).")
+    var examples: String = "."
+    @Option(help: "Number of checkouts to send.") var checkouts: Int = 60
+    @Option(help: "Checkouts per second.") var rate: Double = 10
+    @Option(help: "Random seed of the checkout stream.") var seed: UInt64 = 7
+
+    func run() async throws {
+        let logger = Logs.bootstrap(label: "flux.demo")
+        let base = URL(fileURLWithPath: examples).standardizedFileURL
+        for needed in ["simulator.json", "rules.json", "lenders"] {
+            guard FileManager.default.fileExists(atPath: base.appendingPathComponent(needed).path) else {
+                throw DemoError("\(needed) not found in \(base.path); run the demo from the repository root")
+            }
+        }
+        let work = base.appendingPathComponent(".flux/demo-\(ProcessInfo.processInfo.processIdentifier)")
+        try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
+        var children: [ChildProcess] = []
+        let cleanup = { (children: [ChildProcess]) async in
+            for c in children.reversed() { _ = await c.stop() }
+            try? FileManager.default.removeItem(at: work)
+        }
+        do {
+            let sim = try ChildProcess(
+                name: "simulated lenders",
+                arguments: ["simulate-lenders", "--config", base.appendingPathComponent("simulator.json").path],
+                logURL: work.appendingPathComponent("simulator.log"))
+            children.append(sim)
+            let simConfig = try SimulatorConfig.load(path: base.appendingPathComponent("simulator.json").path)
+            try await waitUntilReady("http://\(simConfig.host):\(simConfig.controlPort)/_sim/control", child: sim)
+
+            let http = Ports.free()
+            let admin = Ports.free()
+            let conf = work.appendingPathComponent("node.conf")
+            let toml = """
+                node_id = "demo-1"
+                http = "127.0.0.1:\(http)"
+                admin = "127.0.0.1:\(admin)"
+                wire = "127.0.0.1:\(Ports.free())"
+                journal = "sqlite:\(work.appendingPathComponent("journal.db").path)"
+                lenders_dir = "\(base.appendingPathComponent("lenders").path)"
+                rules = "\(base.appendingPathComponent("rules.json").path)"
+                """
+            try toml.write(to: conf, atomically: true, encoding: .utf8)
+            let node = try ChildProcess(
+                name: "flux node", arguments: ["run", "--config", conf.path],
+                logURL: work.appendingPathComponent("node.log"), environment: ["LOG_LEVEL": "warning"])
+            children.append(node)
+            try await waitUntilReady("http://127.0.0.1:\(http)/health/ready", child: node)
+
+            let sent = try await stream(to: "http://127.0.0.1:\(http)")
+            let ok = try await summarize(sent, node: "http://127.0.0.1:\(http)", simulator: simConfig)
+            await cleanup(children)
+            if !ok { throw ExitCode(1) }
+        } catch {
+            logger.error("demo failed: \(error)")
+            await cleanup(children)
+            throw error
+        }
+    }
+
+    struct Outcome: Sendable {
+        var id: String
+        var status: String
+        var lenders: String
+        var latencyMs: Double
+        var amountPaise: Int64
+        var loanID: String?
+    }
+
+    private func stream(to node: String) async throws -> [Outcome] {
+        var generator = CheckoutBodyGenerator(seed: seed, runID: "demo\(seed)x\(Int(Date().timeIntervalSince1970) % 100000)")
+        let interval = Duration.milliseconds(Int64(1000 / max(rate, 0.1)))
+        let tty = isatty(1) == 1
+        print("")
+        print(Self.row(["#", "APPLICATION", "AMOUNT ₹", "TENURE", "LENDERS TRIED", "OUTCOME", "LATENCY"]))
+        print(String(repeating: "─", count: 118))
+        return await withTaskGroup(of: Outcome?.self) { group in
+            for n in 1...checkouts {
+                let checkout = generator.next()
+                group.addTask {
+                    let started = ContinuousClock.now
+                    guard
+                        let (status, body) = try? await SimpleHTTP.send(
+                            "POST", "\(node)/v1/applications", body: Array(checkout.body),
+                            headers: [("Idempotency-Key", checkout.idempotencyKey), ("Prefer", "wait=20")]),
+                        let view = try? JSONValue.parse(body)
+                    else { return nil }
+                    let latency = Double((ContinuousClock.now - started).components.attoseconds / 1_000_000_000_000_000)
+                        + Double((ContinuousClock.now - started).components.seconds) * 1000
+                    let attempts = view["attempts"]?.arrayValue ?? []
+                    let tried = attempts.map { a -> String in
+                        let lender = a["lender_id"]?.stringValue ?? "?"
+                        let mark: String
+                        switch a["outcome"]?.stringValue ?? "" {
+                        case "approved": mark = "✓"
+                        case "ghost_recovered": mark = "✓(ghost)"
+                        case "rejected": mark = "✗"
+                        case "skipped_open_circuit": mark = "⊘"
+                        case "skipped_validation": mark = "–"
+                        default: mark = "!"
+                        }
+                        return lender + mark
+                    }.joined(separator: " → ")
+                    let outcome = Outcome(
+                        id: view["id"]?.stringValue ?? "?",
+                        status: status >= 400 ? "http \(status)" : view["status"]?.stringValue ?? "?",
+                        lenders: tried.isEmpty ? "(none eligible)" : tried, latencyMs: latency,
+                        amountPaise: checkout.amountPaise, loanID: view["loan_id"]?.stringValue)
+                    var statusText = outcome.status
+                    if tty {
+                        let color =
+                            switch outcome.status {
+                            case "disbursed": "\u{1B}[32m"
+                            case "declined": "\u{1B}[33m"
+                            default: "\u{1B}[31m"
+                            }
+                        statusText = color + outcome.status.padding(toLength: 10, withPad: " ", startingAt: 0) + "\u{1B}[0m"
+                    }
+                    print(
+                        Self.row([
+                            "\(n)", outcome.id, Self.rupees(checkout.amountPaise), "\(checkout.tenureMonths)m",
+                            outcome.lenders, statusText, String(format: "%6.0f ms", latency),
+                        ]))
+                    return outcome
+                }
+                try? await Task.sleep(for: interval)
+            }
+            var all: [Outcome] = []
+            for await o in group { if let o { all.append(o) } }
+            return all
+        }
+    }
+
+    private func summarize(_ outcomes: [Outcome], node: String, simulator: SimulatorConfig) async throws -> Bool {
+        print(String(repeating: "─", count: 118))
+        var byStatus: [String: Int] = [:]
+        for o in outcomes { byStatus[o.status, default: 0] += 1 }
+        let latencies = outcomes.map(\.latencyMs).sorted()
+        func pct(_ p: Double) -> Double {
+            latencies.isEmpty ? 0 : latencies[min(latencies.count - 1, Int((p / 100) * Double(latencies.count)))]
+        }
+        print("")
+        print("Summary: \(outcomes.count) of \(checkouts) checkouts answered")
+        for (k, v) in byStatus.sorted(by: { $0.key < $1.key }) { print("  \(k.padding(toLength: 12, withPad: " ", startingAt: 0)) \(v)") }
+        print(String(format: "  latency      p50 %.0f ms   p99 %.0f ms   max %.0f ms", pct(50), pct(99), latencies.last ?? 0))
+
+        // Every application must be terminal, every disbursed one must have its loan, and no
+        // lender may hold two live loans for one application.
+        var problems: [String] = []
+        for o in outcomes {
+            guard let (status, body) = try? await SimpleHTTP.get("\(node)/v1/applications/\(o.id)"), status == 200,
+                let view = try? JSONValue.parse(body), let s = view["status"]?.stringValue
+            else {
+                problems.append("\(o.id): cannot read back")
+                continue
+            }
+            if !["disbursed", "declined", "failed", "cancelled"].contains(s) { problems.append("\(o.id): still \(s)") }
+            if s == "disbursed" {
+                guard let loan = view["loan_id"]?.stringValue,
+                    let (ls, _) = try? await SimpleHTTP.get("\(node)/v1/loans/\(loan)"), ls == 200
+                else {
+                    problems.append("\(o.id): disbursed but its loan cannot be read")
+                    continue
+                }
+            }
+        }
+        if let (status, body) = try? await SimpleHTTP.get("http://\(simulator.host):\(simulator.controlPort)/_sim/loans"),
+            status == 200, let report = try? JSONValue.parse(body)
+        {
+            let several = report["live_at_several_lenders"]?.arrayValue ?? []
+            if !several.isEmpty { problems.append("applications with loans at several lenders: \(several.count)") }
+            for lender in report["lenders"]?.arrayValue ?? [] {
+                for (ref, count) in lender["count_by_reference"]?.objectValue ?? [:] where (count.intValue ?? 0) > 1 {
+                    problems.append("\(lender["id"]?.stringValue ?? "?") holds \(count.intValue ?? 0) applications for \(ref)")
+                }
+            }
+        } else {
+            problems.append("cannot read the simulator's loan book")
+        }
+        let terminal = outcomes.count - problems.filter { $0.contains("still") }.count
+        print("  terminal     \(terminal) of \(outcomes.count); duplicated loans: \(problems.contains { $0.contains("several") || $0.contains("holds") } ? "YES" : "none")")
+        if problems.isEmpty {
+            print("\nAll checks passed: every application ended, every disbursal has its loan, no one got two loans.")
+            return true
+        }
+        print("\nProblems:")
+        for p in problems { print("  - \(p)") }
+        return false
+    }
+
+    static func row(_ cells: [String]) -> String {
+        let widths = [4, 30, 12, 7, 40, 11, 10]
+        return zip(cells, widths).map { c, w in c.count >= w ? c + " " : c.padding(toLength: w, withPad: " ", startingAt: 0) }
+            .joined(separator: " ")
+    }
+
+    static func rupees(_ paise: Int64) -> String {
+        let r = paise / 100
+        var s = String(r)
+        var out = ""
+        // Indian grouping: last three digits, then pairs (12,34,567).
+        if s.count > 3 {
+            out = "," + s.suffix(3)
+            s = String(s.dropLast(3))
+            while s.count > 2 {
+                out = "," + s.suffix(2) + out
+                s = String(s.dropLast(2))
+            }
+            out = s + out
+        } else {
+            out = s
+        }
+        return out
+    }
+}

@@ -1,0 +1,227 @@
+import AsyncHTTPClient
+import FluxActors
+import Foundation
+import NIOCore
+import NIOHTTP1
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Runs the real `flux-node` binary: the simulated lenders and one node, on free ports, in a
+/// temporary folder that `stop()` removes.
+final class NodeHarness: @unchecked Sendable {
+    // @unchecked: the harness is driven by one test at a time (each test owns its harness);
+    // `node` is replaced only by `restartNode`, which the test awaits before using it again.
+    let dir: URL
+    let simulator: Process
+    var node: Process
+    let httpPort: Int
+    let adminPort: Int
+    let controlURL: String
+    let nodeConfig: URL
+    var baseURL: String { "http://127.0.0.1:\(httpPort)" }
+
+    static var repoRoot: URL {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    }
+
+    static var binary: String {
+        ProcessInfo.processInfo.environment["FLUX_NODE_BIN"]
+            ?? repoRoot.appendingPathComponent(".build/debug/flux-node").path
+    }
+
+    /// `lenderOverrides` changes simulated lenders' behaviour by id (e.g. `["hero": ["outage": "refuse"]]`);
+    /// `extraConfig` is appended to the node's TOML.
+    init(
+        lenderOverrides: [String: [String: JSONValue]] = [:], extraConfig: String = "",
+        rules: JSONValue? = nil, descriptorOverrides: [String: [String: JSONValue]] = [:]
+    ) async throws {
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("flux-it-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(
+            at: dir.appendingPathComponent("lenders"), withIntermediateDirectories: true)
+        let root = Self.repoRoot
+        // Simulator on free ports, descriptors pointed at them.
+        var sim = try JSONValue.parse(Data(contentsOf: root.appendingPathComponent("simulator.json")))
+        guard case .object(var simObject) = sim, case .array(let lenders) = simObject["lenders"] ?? .null else {
+            throw HarnessError("simulator.json is not an object with lenders")
+        }
+        var ports: [String: Int] = [:]
+        simObject["lenders"] = .array(
+            lenders.map { l in
+                guard case .object(var o) = l, let id = o["id"]?.stringValue else { return l }
+                let port = freePort()
+                ports[id] = port
+                o["port"] = .int(Int64(port))
+                o["latency_ms"] = 5
+                o["jitter_ms"] = 5
+                for (k, v) in lenderOverrides[id] ?? [:] { o[k] = v }
+                return .object(o)
+            })
+        let control = freePort()
+        simObject["control_port"] = .int(Int64(control))
+        simObject["seed"] = 42
+        sim = .object(simObject)
+        controlURL = "http://127.0.0.1:\(control)/_sim"
+        try sim.jsonData().write(to: dir.appendingPathComponent("simulator.json"))
+        for file in try FileManager.default.contentsOfDirectory(atPath: root.appendingPathComponent("lenders").path)
+        where file.hasSuffix(".json") {
+            var d = try JSONValue.parse(Data(contentsOf: root.appendingPathComponent("lenders/\(file)")))
+            guard case .object(var o) = d, let id = o["id"]?.stringValue, let port = ports[id] else { continue }
+            o["base_url"] = .string("http://127.0.0.1:\(port)")
+            for (k, v) in descriptorOverrides[id] ?? [:] { o[k] = v }
+            d = .object(o)
+            try d.jsonData().write(to: dir.appendingPathComponent("lenders/\(file)"))
+        }
+        if let rules {
+            try rules.jsonData().write(to: dir.appendingPathComponent("rules.json"))
+        } else {
+            try FileManager.default.copyItem(
+                at: root.appendingPathComponent("rules.json"), to: dir.appendingPathComponent("rules.json"))
+        }
+        httpPort = freePort()
+        adminPort = freePort()
+        nodeConfig = dir.appendingPathComponent("cluster.conf")
+        try """
+        node_id = "it-node"
+        http = "127.0.0.1:\(httpPort)"
+        admin = "127.0.0.1:\(adminPort)"
+        wire = "127.0.0.1:\(freePort())"
+        journal = "sqlite:journal.db"
+        lenders_dir = "lenders"
+        rules = "rules.json"
+        \(extraConfig)
+        """.write(to: nodeConfig, atomically: true, encoding: .utf8)
+
+        simulator = try Self.spawn(["simulate-lenders", "--config", dir.appendingPathComponent("simulator.json").path], log: dir.appendingPathComponent("sim.log"))
+        node = try Self.spawn(["run", "--config", nodeConfig.path], log: dir.appendingPathComponent("node.log"))
+        try await waitReady("\(controlURL)/control", process: simulator)
+        try await waitReady("\(baseURL)/health/ready", process: node)
+    }
+
+    static func spawn(_ args: [String], log: URL) throws -> Process {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: binary)
+        p.arguments = args
+        if !FileManager.default.fileExists(atPath: log.path) { FileManager.default.createFile(atPath: log.path, contents: nil) }
+        let h = try FileHandle(forWritingTo: log)
+        h.seekToEndOfFile()
+        p.standardOutput = h
+        p.standardError = h
+        var env = ProcessInfo.processInfo.environment
+        env["LOG_LEVEL"] = env["LOG_LEVEL"] ?? "notice"
+        p.environment = env
+        try p.run()
+        return p
+    }
+
+    func waitReady(_ url: String, process: Process, timeout: Duration = .seconds(60)) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            guard process.isRunning else { throw HarnessError("process exited early:\n\(logs())") }
+            if let r = try? await request("GET", url, timeout: .seconds(1)), r.status == 200 { return }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw HarnessError("not ready at \(url):\n\(logs())")
+    }
+
+    func logs() -> String {
+        let node = (try? String(contentsOf: dir.appendingPathComponent("node.log"), encoding: .utf8)) ?? ""
+        return String(node.suffix(4000))
+    }
+
+    /// Stops the node (SIGKILL when `kill9`, else SIGTERM) and returns its exit status.
+    @discardableResult
+    func stopNode(kill9: Bool = false) async -> Int32 {
+        if node.isRunning {
+            kill(node.processIdentifier, kill9 ? SIGKILL : SIGTERM)
+            let deadline = ContinuousClock.now + .seconds(15)
+            while node.isRunning, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(20)) }
+            if node.isRunning { kill(node.processIdentifier, SIGKILL) }
+            node.waitUntilExit()
+        }
+        return node.terminationStatus
+    }
+
+    func startNode() async throws {
+        node = try Self.spawn(["run", "--config", nodeConfig.path], log: dir.appendingPathComponent("node.log"))
+        try await waitReady("\(baseURL)/health/ready", process: node)
+    }
+
+    func stop() async {
+        await stopNode()
+        if simulator.isRunning {
+            kill(simulator.processIdentifier, SIGTERM)
+            simulator.waitUntilExit()
+        }
+        try? FileManager.default.removeItem(at: dir)
+    }
+
+    struct Reply: Sendable {
+        var status: Int
+        var headers: [(String, String)]
+        var body: [UInt8]
+        var json: JSONValue? { try? JSONValue.parse(body) }
+        func header(_ name: String) -> String? { headers.first { $0.0.lowercased() == name.lowercased() }?.1 }
+        var errorCode: String? { json?["error"]?["code"]?.stringValue }
+    }
+
+    func request(
+        _ method: String, _ url: String, body: [UInt8]? = nil, headers: [(String, String)] = [],
+        timeout: Duration = .seconds(40)
+    ) async throws -> Reply {
+        var r = HTTPClientRequest(url: url.hasPrefix("http") ? url : baseURL + url)
+        r.method = HTTPMethod(rawValue: method)
+        for (k, v) in headers { r.headers.add(name: k, value: v) }
+        if let body { r.body = .bytes(ByteBuffer(bytes: body)) }
+        let response = try await HTTPClient.shared.execute(r, timeout: .init(timeout))
+        let bytes = try await response.body.collect(upTo: 16 << 20)
+        return Reply(
+            status: Int(response.status.code), headers: response.headers.map { ($0.name, $0.value) },
+            body: Array(bytes.readableBytesView))
+    }
+
+    func post(_ path: String, _ json: JSONValue, headers: [(String, String)] = []) async throws -> Reply {
+        try await request("POST", path, body: Array(json.jsonData()), headers: headers)
+    }
+
+    func get(_ path: String, headers: [(String, String)] = []) async throws -> Reply {
+        try await request("GET", path, headers: headers)
+    }
+
+    /// A valid checkout body for customer `customer`.
+    static func checkout(
+        customer: String, score: Int = 790, amount: Int64 = 7_990_000, tenure: Int = 12, merchant: String = "croma"
+    ) -> JSONValue {
+        [
+            "merchant_id": .string(merchant), "store_id": "croma-blr-12",
+            "customer": [
+                "id": .string(customer), "name": "Asha Rao", "phone": "+919800000001", "email": "asha@example.in",
+                "pan": "ABCDE1234F", "date_of_birth": "1992-04-01", "pincode": "560001",
+                "monthly_income_paise": 9_000_000, "bureau_score": .int(Int64(score)),
+            ],
+            "product": ["sku": "iphone-16-128", "category": "mobile", "price_paise": 7_990_000],
+            "loan": ["amount_paise": .int(amount), "tenure_months": .int(Int64(tenure))],
+            "mode": "waterfall",
+        ]
+    }
+}
+
+struct HarnessError: Error, CustomStringConvertible {
+    var description: String
+    init(_ d: String) { description = d }
+}
+
+func freePort() -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
+    _ = withUnsafeMutablePointer(to: &addr) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
+    }
+    return Int(UInt16(bigEndian: addr.sin_port))
+}
