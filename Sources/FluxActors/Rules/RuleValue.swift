@@ -1,0 +1,172 @@
+import Foundation
+
+/// A value while an expression runs. `fault` is a runtime problem (a missing field, a type that
+/// does not fit, an overflow): it travels up the expression and makes the condition fail with
+/// its reason, never a crash.
+enum RuleValue: Sendable {
+    case integer(Int64)
+    case decimal(Double)
+    case string(String)
+    case boolean(Bool)
+    case list([RuleValue])
+    case fault(RuleFault)
+
+    var typeName: String {
+        switch self {
+        case .integer, .decimal: "number"
+        case .string: "string"
+        case .boolean: "boolean"
+        case .list: "list"
+        case .fault: "error"
+        }
+    }
+
+    /// The value a field of the application holds. `null` counts as missing.
+    init(field json: JSONValue, missing: RuleFault, path: String) {
+        switch json {
+        case .null: self = .fault(missing)
+        case .bool(let b): self = .boolean(b)
+        case .int(let i): self = .integer(i)
+        case .double(let d): self = .decimal(d)
+        case .string(let s): self = .string(s)
+        case .array(let elements):
+            var values: [RuleValue] = []
+            values.reserveCapacity(elements.count)
+            for element in elements {
+                switch element {
+                case .bool(let b): values.append(.boolean(b))
+                case .int(let i): values.append(.integer(i))
+                case .double(let d): values.append(.decimal(d))
+                case .string(let s): values.append(.string(s))
+                case .null, .array, .object:
+                    self = .fault(RuleFault("\(path) is a list of something other than plain values"))
+                    return
+                }
+            }
+            self = .list(values)
+        case .object: self = .fault(RuleFault("\(path) is an object, not a value"))
+        }
+    }
+
+    /// A dial's value, or nil for a JSON value a dial may not hold.
+    init?(dial json: JSONValue) {
+        switch json {
+        case .bool(let b): self = .boolean(b)
+        case .int(let i): self = .integer(i)
+        case .double(let d) where d.isFinite: self = .decimal(d)
+        case .string(let s): self = .string(s)
+        case .array(let elements):
+            var values: [RuleValue] = []
+            for element in elements {
+                guard let v = RuleValue(dial: element) else { return nil }
+                if case .list = v { return nil }
+                values.append(v)
+            }
+            self = .list(values)
+        default: return nil
+        }
+    }
+
+    var staticType: RuleType {
+        switch self {
+        case .integer: .integer
+        case .decimal: .decimal
+        case .string: .string
+        case .boolean: .boolean
+        case .list: .list
+        case .fault: .any
+        }
+    }
+}
+
+/// Why an expression could not produce a value. A class so that a `RuleValue` stays two words
+/// and the common faults (a missing field) are made once at compile time and shared.
+/// Immutable: `Sendable` without locks.
+final class RuleFault: Error, Sendable {
+    let reason: String
+    init(_ reason: String) { self.reason = reason }
+}
+
+/// What the compiler knows of an expression's type. `any` is a field of the application whose
+/// type only the request can tell.
+enum RuleType: Sendable, Equatable {
+    case integer, decimal, string, boolean, list, any
+
+    var isNumeric: Bool { self == .integer || self == .decimal }
+    var maybeNumeric: Bool { isNumeric || self == .any }
+
+    var name: String {
+        switch self {
+        case .integer, .decimal: "number"
+        case .string: "string"
+        case .boolean: "boolean"
+        case .list: "list"
+        case .any: "value"
+        }
+    }
+
+    /// Whether values of the two types can ever be compared with `==`.
+    func comparable(with other: RuleType) -> Bool {
+        if self == .any || other == .any { return true }
+        if isNumeric && other.isNumeric { return true }
+        return self == other
+    }
+}
+
+/// A calendar day in UTC, computed without Foundation's `Calendar` (it is called once per
+/// evaluation on the hot path).
+struct CivilDay: Sendable, Equatable {
+    var year: Int
+    var month: Int
+    var day: Int
+
+    init(year: Int, month: Int, day: Int) {
+        self.year = year
+        self.month = month
+        self.day = day
+    }
+
+    /// The UTC date of an instant (Howard Hinnant's days-to-civil algorithm).
+    init(_ date: Date) {
+        let days = Int((date.timeIntervalSince1970 / 86_400).rounded(.down))
+        let z = days + 719_468
+        let era = (z >= 0 ? z : z - 146_096) / 146_097
+        let doe = z - era * 146_097
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+        let mp = (5 * doy + 2) / 153
+        day = doy - (153 * mp + 2) / 5 + 1
+        month = mp < 10 ? mp + 3 : mp - 9
+        year = yoe + era * 400 + (month <= 2 ? 1 : 0)
+    }
+
+    /// Parses `YYYY-MM-DD` (a real date, year 1900 to 9999) without allocating.
+    init?(parsing text: String) {
+        var fields = (0, 0, 0)
+        var count = 0
+        for (i, c) in text.utf8.enumerated() {
+            count += 1
+            guard i < 10 else { return nil }
+            if i == 4 || i == 7 {
+                guard c == 0x2D else { return nil }
+                continue
+            }
+            guard c >= 0x30 && c <= 0x39 else { return nil }
+            let d = Int(c - 0x30)
+            switch i {
+            case 0..<4: fields.0 = fields.0 * 10 + d
+            case 5..<7: fields.1 = fields.1 * 10 + d
+            default: fields.2 = fields.2 * 10 + d
+            }
+        }
+        guard count == 10, let date = CalendarDate(year: fields.0, month: fields.1, day: fields.2) else { return nil }
+        self.init(year: date.year, month: date.month, day: date.day)
+    }
+
+    /// Whole years from `self` (a birth date) to `today`.
+    func years(until today: CivilDay) -> Int {
+        var years = today.year - year
+        if (today.month, today.day) < (month, day) { years -= 1 }
+        return years
+    }
+}

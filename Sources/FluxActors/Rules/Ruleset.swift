@@ -1,0 +1,351 @@
+import Foundation
+
+/// A compiled ruleset (CONTRACT §3): which lenders may take an application, and in what order.
+/// Compiled once per version; `evaluate` never parses.
+public struct Ruleset: Sendable {
+    static let maxLenders = 200
+    static let maxConditions = 100
+    static let maxDials = 256
+    static let maxDialListCount = 1024
+    static let maxDialStringBytes = 1024
+    static let maxTables = 100
+    static let maxIdentifierBytes = 64
+    static let priorityRange: ClosedRange<Int64> = -1_000_000...1_000_000
+    static let topLevelKeys: Set<String> = ["version", "dials", "lenders", "tables"]
+    static let lenderKeys: Set<String> = ["lender_id", "priority", "when", "score"]
+
+    private let program: RuleProgram
+    /// The ruleset object without its version.
+    private let body: [String: JSONValue]
+    public private(set) var version: Int
+    /// From the optional dial `allowed_tenure_months`: a checkout whose tenure is not in it is
+    /// refused (`422 invalid_field loan.tenure_months`).
+    public let allowedTenureMonths: Set<Int>?
+
+    /// Validates and compiles a ruleset object. `version` defaults to 1.
+    public static func compile(_ json: JSONValue) throws(RulesError) -> Ruleset {
+        guard case .object(let top) = json else { throw .at("", "a ruleset must be a JSON object") }
+        for key in top.keys.sorted() where !topLevelKeys.contains(key) {
+            throw .at(key, "unknown key '\(key)'; a ruleset has version, dials, lenders and tables")
+        }
+        var version = 1
+        if let v = top["version"] {
+            guard case .int(let i) = v, i >= 1, i <= Int64(Int32.max) else {
+                throw .at("version", "version must be a positive integer")
+            }
+            version = Int(i)
+        }
+        let dials = try compileDials(top["dials"])
+        let allowedTenureMonths = try tenureDial(dials.json["allowed_tenure_months"])
+        if let tables = top["tables"] {
+            guard case .array(let items) = tables else { throw .at("tables", "tables must be an array") }
+            guard items.count <= maxTables else { throw .at("tables", "at most \(maxTables) tables") }
+            for (i, item) in items.enumerated() where item.objectValue == nil {
+                throw .at("tables[\(i)]", "a table must be an object")
+            }
+        }
+        guard let lendersJSON = top["lenders"] else { throw .at("lenders", "lenders is required") }
+        guard case .array(let lenderItems) = lendersJSON else { throw .at("lenders", "lenders must be an array") }
+        guard lenderItems.count <= maxLenders else { throw .at("lenders", "at most \(maxLenders) lenders") }
+
+        var layout = SlotLayout()
+        var lenders: [RuleProgram.Lender] = []
+        var seen: Set<String> = []
+        for (index, item) in lenderItems.enumerated() {
+            let lender = try compileLender(item, path: "lenders[\(index)]", dials: dials.values, layout: &layout)
+            guard seen.insert(lender.id).inserted else {
+                throw .at("lenders[\(index)].lender_id", "lender_id '\(lender.id)' appears twice")
+            }
+            lenders.append(lender)
+        }
+        var body = top
+        body["version"] = nil
+        return Ruleset(
+            program: RuleProgram(frame: RuleFrameLayout(layout), lenders: lenders), body: body, version: version,
+            allowedTenureMonths: allowedTenureMonths)
+    }
+
+    private init(program: RuleProgram, body: [String: JSONValue], version: Int, allowedTenureMonths: Set<Int>?) {
+        self.program = program
+        self.body = body
+        self.version = version
+        self.allowedTenureMonths = allowedTenureMonths
+    }
+
+    public func withVersion(_ v: Int) -> Ruleset {
+        var copy = self
+        copy.version = v
+        return copy
+    }
+
+    /// The ruleset object as JSON, with its current version.
+    public var document: JSONValue {
+        var object = body
+        object["version"] = .int(Int64(version))
+        return .object(object)
+    }
+
+    /// The lenders named by the ruleset, in ruleset order.
+    public var lenderIDs: [String] { program.lenders.map(\.id) }
+
+    /// A ruleset with these dials changed (a `null` value removes a dial), re-validated and
+    /// recompiled as a whole. The version is unchanged; the caller publishes it as a new one.
+    public func patchingDials(_ patch: [String: JSONValue]) throws(RulesError) -> Ruleset {
+        var dials = body["dials"]?.objectValue ?? [:]
+        for (key, value) in patch {
+            if case .null = value { dials[key] = nil } else { dials[key] = value }
+        }
+        var object = body
+        object["dials"] = .object(dials)
+        return try Ruleset.compile(.object(object)).withVersion(version)
+    }
+
+    /// Ranks the ruleset's lenders for an application. Pure: the same request and `today` give
+    /// the same decision.
+    public func evaluate(_ request: CheckoutRequest, today: Date, hasConnector: (String) -> Bool) -> RuleDecision {
+        program.decide(request.raw, today: today, version: version, hasConnector: hasConnector)
+    }
+
+    // MARK: Validation
+
+    private static func isIdentifier(_ s: String) -> Bool {
+        let u = Array(s.utf8)
+        guard let first = u.first, u.count <= maxIdentifierBytes else { return false }
+        let isLetter = { (c: UInt8) in (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || c == 0x5F }
+        return isLetter(first) && u.allSatisfy { isLetter($0) || ($0 >= 0x30 && $0 <= 0x39) }
+    }
+
+    /// Lender ids follow `CheckoutRequest`'s identifier rule: letters, digits, '-', '_', '.', ':'.
+    private static func isLenderID(_ s: String) -> Bool {
+        let u = Array(s.utf8)
+        guard !u.isEmpty, u.count <= maxIdentifierBytes else { return false }
+        return u.allSatisfy { c in
+            (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || c == 0x2D || c == 0x5F
+                || c == 0x2E || c == 0x3A
+        }
+    }
+
+    private static func compileDials(_ json: JSONValue?) throws(RulesError) -> (
+        json: [String: JSONValue], values: [String: RuleValue]
+    ) {
+        guard let json else { return ([:], [:]) }
+        guard case .object(let fields) = json else { throw .at("dials", "dials must be an object") }
+        guard fields.count <= maxDials else { throw .at("dials", "at most \(maxDials) dials") }
+        var values: [String: RuleValue] = [:]
+        for (name, value) in fields.sorted(by: { $0.key < $1.key }) {
+            let path = "dials.\(name)"
+            guard isIdentifier(name) else {
+                throw .at(
+                    path,
+                    "a dial name is letters, digits and '_', starting with a letter (at most \(maxIdentifierBytes))")
+            }
+            guard let v = RuleValue(dial: value) else {
+                throw .at(path, "a dial is a number, a string, true/false or a list of those")
+            }
+            switch v {
+            case .string(let s) where s.utf8.count > maxDialStringBytes:
+                throw .at(path, "a dial string is at most \(maxDialStringBytes) bytes")
+            case .list(let items):
+                guard items.count <= maxDialListCount else {
+                    throw .at(path, "a dial list has at most \(maxDialListCount) items")
+                }
+                for case .string(let s) in items where s.utf8.count > maxDialStringBytes {
+                    throw .at(path, "a dial string is at most \(maxDialStringBytes) bytes")
+                }
+            default: break
+            }
+            values[name] = v
+        }
+        return (fields, values)
+    }
+
+    private static func tenureDial(_ json: JSONValue?) throws(RulesError) -> Set<Int>? {
+        guard let json else { return nil }
+        let path = "dials.allowed_tenure_months"
+        guard case .array(let items) = json else { throw .at(path, "allowed_tenure_months must be a list of months") }
+        var months: Set<Int> = []
+        for item in items {
+            guard case .int(let m) = item, m >= 1, m <= Int64(CheckoutRequest.maxTenureMonths) else {
+                throw .at(path, "allowed_tenure_months holds whole months from 1 to \(CheckoutRequest.maxTenureMonths)")
+            }
+            months.insert(Int(m))
+        }
+        return months
+    }
+
+    private static func compileLender(
+        _ json: JSONValue, path: String, dials: [String: RuleValue], layout: inout SlotLayout
+    ) throws(RulesError) -> RuleProgram.Lender {
+        guard case .object(let fields) = json else { throw .at(path, "a lender must be an object") }
+        for key in fields.keys.sorted() where !lenderKeys.contains(key) {
+            throw .at("\(path).\(key)", "unknown key '\(key)'; a lender has lender_id, priority, when and score")
+        }
+        guard case .string(let id) = fields["lender_id"] ?? .null else {
+            throw .at("\(path).lender_id", "lender_id is required and must be a string")
+        }
+        guard isLenderID(id) else {
+            throw .at(
+                "\(path).lender_id",
+                "lender_id must be 1 to \(maxIdentifierBytes) letters, digits, '-', '_', '.' or ':'")
+        }
+        guard case .int(let priority) = fields["priority"] ?? .null, priorityRange.contains(priority) else {
+            throw .at(
+                "\(path).priority",
+                "priority is required and must be an integer from \(priorityRange.lowerBound) to \(priorityRange.upperBound)"
+            )
+        }
+        var whenItems: [JSONValue] = []
+        if let when = fields["when"] {
+            guard case .array(let items) = when else { throw .at("\(path).when", "when must be an array of strings") }
+            guard items.count <= maxConditions else { throw .at("\(path).when", "at most \(maxConditions) conditions") }
+            whenItems = items
+        }
+        var compiler = ExpressionCompiler(layout: layout, dials: dials, priority: priority)
+        var conditions: [RuleProgram.Condition] = []
+        for (i, item) in whenItems.enumerated() {
+            let itemPath = "\(path).when[\(i)]"
+            guard case .string(let text) = item else { throw .at(itemPath, "a condition must be a string") }
+            do {
+                conditions.append(RuleProgram.Condition(text: text, code: try compiler.compile(text, as: .condition)))
+            } catch {
+                throw .at(itemPath, error.position, error.message)
+            }
+        }
+        var scoreText = "priority"
+        if let score = fields["score"] {
+            guard case .string(let text) = score else { throw .at("\(path).score", "score must be a string") }
+            scoreText = text
+        }
+        let scoreCode: RuleCode
+        do {
+            scoreCode = try compiler.compile(scoreText, as: .score)
+        } catch {
+            throw .at("\(path).score", error.position, error.message)
+        }
+        layout = compiler.layout
+        return RuleProgram.Lender(
+            id: id, priority: priority, conditions: conditions, scoreText: scoreText, score: scoreCode)
+    }
+}
+
+/// The compiled form shared by every copy of a `Ruleset` version. Immutable after init.
+final class RuleProgram: Sendable {
+    struct Condition: Sendable {
+        var text: String
+        var code: RuleCode
+    }
+
+    struct Lender: Sendable {
+        var id: String
+        var priority: Int64
+        var conditions: [Condition]
+        var scoreText: String
+        var score: RuleCode
+    }
+
+    let frame: RuleFrameLayout
+    let lenders: [Lender]
+
+    init(frame: RuleFrameLayout, lenders: [Lender]) {
+        self.frame = frame
+        self.lenders = lenders
+    }
+
+    /// What a failed condition says in `excluded[].failed`: its text, plus the reason when it
+    /// could not be evaluated.
+    static func failure(_ text: String, _ value: RuleValue) -> String {
+        switch value {
+        case .boolean: text
+        case .fault(let f): "\(text) (\(f.reason))"
+        default: "\(text) (gave a \(value.typeName), not true or false)"
+        }
+    }
+
+    func decide(_ application: JSONValue, today: Date, version: Int, hasConnector: (String) -> Bool) -> RuleDecision {
+        frame.withFrame(application, today: today) { frame in
+            var eligible: [(score: Double, index: Int)] = []
+            eligible.reserveCapacity(lenders.count)
+            var excluded: [ExcludedLender] = []
+            for (index, lender) in lenders.enumerated() {
+                var failed: [String] = []
+                if !hasConnector(lender.id) { failed.append("no connector descriptor") }
+                for condition in lender.conditions {
+                    let value = condition.code(frame)
+                    if case .boolean(true) = value { continue }
+                    failed.append(Self.failure(condition.text, value))
+                }
+                if failed.isEmpty {
+                    switch lender.score(frame) {
+                    case .integer(let i):
+                        eligible.append((Double(i), index))
+                        continue
+                    case .decimal(let d):
+                        eligible.append((d, index))
+                        continue
+                    case .fault(let f): failed.append("score \(lender.scoreText) (\(f.reason))")
+                    case let other: failed.append("score \(lender.scoreText) (gave a \(other.typeName), not a number)")
+                    }
+                }
+                excluded.append(ExcludedLender(lenderID: lender.id, failed: failed))
+            }
+            eligible.sort { a, b in
+                if a.score != b.score { return a.score > b.score }
+                let pa = lenders[a.index].priority
+                let pb = lenders[b.index].priority
+                if pa != pb { return pa > pb }
+                return lenders[a.index].id < lenders[b.index].id
+            }
+            return RuleDecision(
+                version: version,
+                ranked: eligible.map { RankedLender(lenderID: lenders[$0.index].id, score: $0.score) },
+                excluded: excluded)
+        }
+    }
+}
+
+/// The Lender Selector's answer for one application.
+public struct RuleDecision: Sendable, Equatable, Codable {
+    public var version: Int
+    /// Lenders whose every condition holds, best score first.
+    public var ranked: [RankedLender]
+    /// The others, in ruleset order, each with every condition it failed.
+    public var excluded: [ExcludedLender]
+
+    public init(version: Int, ranked: [RankedLender], excluded: [ExcludedLender]) {
+        self.version = version
+        self.ranked = ranked
+        self.excluded = excluded
+    }
+}
+
+public struct RankedLender: Sendable, Equatable, Codable {
+    public var lenderID: String
+    public var score: Double
+
+    public init(lenderID: String, score: Double) {
+        self.lenderID = lenderID
+        self.score = score
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case lenderID = "lender_id"
+        case score
+    }
+}
+
+public struct ExcludedLender: Sendable, Equatable, Codable {
+    public var lenderID: String
+    /// The source text of every failed condition (with the reason when it could not be
+    /// evaluated), or `no connector descriptor`.
+    public var failed: [String]
+
+    public init(lenderID: String, failed: [String]) {
+        self.lenderID = lenderID
+        self.failed = failed
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case lenderID = "lender_id"
+        case failed
+    }
+}
