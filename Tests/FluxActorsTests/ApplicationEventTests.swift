@@ -55,10 +55,7 @@ struct ApplicationEventTests {
     ]
 
     @Test(
-        "encodedData then decode gives the same event, for every case",
-        .disabled(
-            "bug: convertToSnakeCase writes lenderID as lender_id but convertFromSnakeCase reads it back as lenderId, so every payload with an ...ID field fails to decode"
-        ))
+        "encodedData then decode gives the same event, for every case")
     func roundTrip() throws {
         for event in Self.samples {
             let data = event.encodedData()
@@ -214,8 +211,7 @@ struct TimestampTests {
     }
 
     @Test(
-        "formatting a millisecond instant is exact, and so is format(parse(text))",
-        .disabled("bug: format floors t * 1000, so an instant stored as x.770999… prints one millisecond early"))
+        "formatting a millisecond instant is exact, and so is format(parse(text))")
     func formatExactMilliseconds() {
         #expect(Timestamp.format(Date(timeIntervalSince1970: 1_087_307_469.771)) == "2004-06-15T13:51:09.771Z")
         #expect(Timestamp.format(Date(timeIntervalSince1970: 2_173_727_214.115)) == "2038-11-18T21:06:54.115Z")
@@ -225,10 +221,7 @@ struct TimestampTests {
     }
 
     @Test(
-        "format then parse is the identity on millisecond instants",
-        .disabled(
-            "bug: format floors t * 1000 and parse adds a binary fraction, so a journal timestamp can lose a millisecond"
-        )
+        "format then parse is the identity on millisecond instants"
     )
     func roundTrip() throws {
         var ms: Int64 = -2_208_988_800_000
@@ -261,7 +254,6 @@ struct TimestampTests {
 
     @Test(
         "parse: out-of-range fields are nil",
-        .disabled("bug: Timestamp.parse does not range-check month, day, hour, minute, second or offset"),
         arguments: [
             "2024-13-01T00:00:00Z", "2024-00-10T00:00:00Z", "2024-06-31T00:00:00Z", "2023-02-29T00:00:00Z",
             "2024-06-00T00:00:00Z", "2024-06-01T24:00:00Z", "2024-06-01T12:60:00Z", "2024-06-01T12:00:61Z",

@@ -583,8 +583,7 @@ struct WaterfallInquiryTests {
     }
 
     @Test(
-        "a timed-out attempt that was parked and then approved is ghost_recovered",
-        .disabled("bug: parking overwrites the row's outcome with .pending, so the later approval shows 'approved'"))
+        "a timed-out attempt that was parked and then approved is ghost_recovered")
     func parkedTimeoutRecoveredIsGhostRecovered() {
         var answers = [StatusOutcome](
             repeating: .unknown(reason: "HTTP 504"), count: SagaPolicy().inquiriesBeforeParking)
@@ -789,8 +788,7 @@ struct WaterfallRecoveryTests {
     }
 
     @Test(
-        "replay equals the live saga after disbursal retries",
-        .disabled("bug: disburseRetries is not journalled and never reset, so a live saga != its replay"))
+        "replay equals the live saga after disbursal retries")
     func replayAfterDisbursalRetries() {
         var h = SagaHarness(
             ranking: ["L1"],
@@ -995,8 +993,7 @@ struct WaterfallCancelTests {
     }
 
     @Test(
-        "a second cancel while the approval is being compensated is accepted, not refused",
-        .disabled("bug: cancel in .compensating answers 'refused: approved and its disbursal has started'"))
+        "a second cancel while the approval is being compensated is accepted, not refused")
     func cancelCompensating() {
         var h = SagaHarness(ranking: ["L1"], scripts: ["L1": LenderScript(apply: [], cancel: [])])
         h.play()
@@ -1157,8 +1154,7 @@ struct WaterfallStaleInputTests {
     }
 
     @Test(
-        "the next lender's first disburse is immediate even if the previous lender's disbursal was retried",
-        .disabled("bug: disburseRetries is not reset when a disbursal fails, so L2's first disburse waits a backoff"))
+        "the next lender's first disburse is immediate even if the previous lender's disbursal was retried")
     func disburseRetriesResetPerLender() {
         var h = SagaHarness(
             ranking: ["L1", "L2"],

@@ -168,7 +168,16 @@ public enum ApplicationEvent: Sendable, Equatable {
 
     static let decoder: JSONDecoder = {
         let d = JSONDecoder()
-        d.keyDecodingStrategy = .convertFromSnakeCase
+        // The inverse of `convertToSnakeCase` for Flux's names: `lender_id` → `lenderID` (the built-in
+        // `convertFromSnakeCase` would give `lenderId`, which matches no property).
+        d.keyDecodingStrategy = .custom { path in
+            let parts = path.last!.stringValue.split(separator: "_", omittingEmptySubsequences: false)
+            var name = String(parts.first ?? "")
+            for part in parts.dropFirst() {
+                name += part == "id" ? "ID" : part.prefix(1).uppercased() + part.dropFirst()
+            }
+            return SnakeKey(stringValue: name)
+        }
         d.dateDecodingStrategy = .custom { decoder in
             let c = try decoder.singleValueContainer()
             let s = try c.decode(String.self)
@@ -179,6 +188,13 @@ public enum ApplicationEvent: Sendable, Equatable {
         }
         return d
     }()
+
+    private struct SnakeKey: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+    }
 
     /// The event's data as JSON text (the journal's `data` column).
     public func encodedData() -> String {
@@ -235,7 +251,9 @@ public enum ApplicationEvent: Sendable, Equatable {
 /// RFC 3339 UTC timestamps with millisecond precision, as the public API shows them.
 public enum Timestamp {
     public static func format(_ date: Date) -> String {
-        let ms = Int64((date.timeIntervalSince1970 * 1000).rounded(.down))
+        // Date keeps a Double of seconds since 2001, so an instant of whole milliseconds can come back
+        // a few hundred nanoseconds early (x.771 as x.77099…): 10 µs of slack before truncating.
+        let ms = Int64((date.timeIntervalSince1970 * 1000 + 0.01).rounded(.down))
         let secs = ms >= 0 ? ms / 1000 : (ms - 999) / 1000
         let milli = ms - secs * 1000
         let days = secs >= 0 ? secs / 86400 : (secs - 86399) / 86400
@@ -264,16 +282,21 @@ public enum Timestamp {
         guard let y = num(0..<4), let mo = num(5..<7), let d = num(8..<10), let h = num(11..<13),
             let mi = num(14..<16), let se = num(17..<19)
         else { return nil }
+        guard (1...12).contains(mo), d >= 1, d <= CalendarDate.daysIn(year: Int(y), month: Int(mo)), h <= 23,
+            mi <= 59, se <= 59
+        else { return nil }
         var i = 19
-        var frac = 0.0
+        var nanos: Int64 = 0
         if i < u.count, u[i] == 0x2E {
             i += 1
-            var scale = 0.1
+            var digits = 0
             while i < u.count, u[i] >= 0x30, u[i] <= 0x39 {
-                frac += Double(u[i] - 0x30) * scale
-                scale /= 10
+                if digits < 9 { nanos = nanos * 10 + Int64(u[i] - 0x30) }
+                digits += 1
                 i += 1
             }
+            guard digits > 0 else { return nil }
+            for _ in min(digits, 9)..<9 { nanos *= 10 }
         }
         guard i < u.count else { return nil }
         var offset: Int64 = 0
@@ -282,13 +305,17 @@ public enum Timestamp {
         } else if u[i] == 0x2B || u[i] == 0x2D, u.count == i + 6, let oh = num(i + 1..<i + 3),
             let om = num(i + 4..<i + 6)
         {
+            guard oh <= 23, om <= 59 else { return nil }
             offset = (oh * 3600 + om * 60) * (u[i] == 0x2B ? 1 : -1)
         } else {
             return nil
         }
         let days = daysFromCivil(y, mo, d)
         let secs = days * 86400 + h * 3600 + mi * 60 + se - offset
-        return Date(timeIntervalSince1970: Double(secs) + frac)
+        // Whole milliseconds first, divided once: a millisecond instant parses to exactly the Date
+        // that `Double(ms) / 1000` gives, so format ∘ parse is the identity.
+        let ms = secs * 1000 + nanos / 1_000_000
+        return Date(timeIntervalSince1970: (Double(ms) + Double(nanos % 1_000_000) / 1e6) / 1000)
     }
 
     // Howard Hinnant's civil-from-days algorithms.

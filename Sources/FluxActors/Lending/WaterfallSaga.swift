@@ -80,6 +80,9 @@ public struct AttemptRow: Sendable, Equatable {
     public var latencyMs: Int
     public var startedAt: Date
     public var lenderReference: String?
+    /// How `apply` itself ended: an approval found by a status inquiry is `approved` after a
+    /// `pending` answer and `ghost_recovered` after a lost one.
+    public var applyOutcome: AttemptOutcome?
 }
 
 /// The waterfall as a pure state machine: ranked lenders are tried one after another until one
@@ -133,6 +136,30 @@ public struct WaterfallSaga: Sendable, Equatable {
 
     public init(policy: SagaPolicy = SagaPolicy()) { self.policy = policy }
 
+    /// Two sagas are equal when their journalled state is: the disbursal retry counter and the
+    /// wait for the loan account are the shell's progress, not journalled, and start again after
+    /// a recovery.
+    public static func == (a: WaterfallSaga, b: WaterfallSaga) -> Bool {
+        var a2 = a
+        var b2 = b
+        a2.disburseRetries = 0
+        b2.disburseRetries = 0
+        a2.awaitingLoan = false
+        b2.awaitingLoan = false
+        return a2.isEqualIncludingProgress(b2)
+    }
+
+    private func isEqualIncludingProgress(_ o: WaterfallSaga) -> Bool {
+        policy == o.policy && phase == o.phase && status == o.status && received == o.received
+            && ranking == o.ranking && excluded == o.excluded && nextIndex == o.nextIndex && attempts == o.attempts
+            && cancelRequested == o.cancelRequested && declineReasons == o.declineReasons
+            && pendingReason == o.pendingReason && lenderID == o.lenderID && lenderReference == o.lenderReference
+            && annualRateBps == o.annualRateBps && loanID == o.loanID && createdAt == o.createdAt
+            && updatedAt == o.updatedAt && anyBusinessAnswer == o.anyBusinessAnswer
+            && notFoundAnswers == o.notFoundAnswers && unsettledAnswers == o.unsettledAnswers
+            && disburseRetries == o.disburseRetries && awaitingLoan == o.awaitingLoan
+    }
+
     // MARK: - Folding events
 
     public mutating func apply(_ event: ApplicationEvent) {
@@ -167,6 +194,7 @@ public struct WaterfallSaga: Sendable, Equatable {
             attempts[i].tries += f.tries
             attempts[i].latencyMs += f.latencyMs
             attempts[i].lenderReference = f.lenderReference
+            attempts[i].applyOutcome = f.outcome
             if f.needsInquiry {
                 phase = .inquiring(lenderID: f.lenderID, reference: f.lenderReference)
                 notFoundAnswers = 0
@@ -180,7 +208,7 @@ public struct WaterfallSaga: Sendable, Equatable {
             guard let i = attempts.lastIndex(where: { $0.lenderID == s.lenderID }) else { return }
             switch s.result {
             case .approved:
-                attempts[i].outcome = attempts[i].outcome == .pending ? .approved : .ghostRecovered
+                attempts[i].outcome = attempts[i].applyOutcome == .pending ? .approved : .ghostRecovered
                 attempts[i].lenderReference = s.lenderReference ?? attempts[i].lenderReference
                 pendingReason = nil
             case .rejected:
@@ -212,6 +240,8 @@ public struct WaterfallSaga: Sendable, Equatable {
             lenderReference = a.lenderReference
             annualRateBps = a.annualRateBps
             status = .approved
+            disburseRetries = 0
+            awaitingLoan = false
             phase =
                 cancelRequested
                 ? .compensating(lenderID: a.lenderID, reference: a.lenderReference)
@@ -224,6 +254,8 @@ public struct WaterfallSaga: Sendable, Equatable {
             lenderID = nil
             lenderReference = nil
             annualRateBps = nil
+            disburseRetries = 0
+            awaitingLoan = false
             status = .pending
             nextIndex += 1
             phase = .ready
@@ -399,7 +431,10 @@ public struct WaterfallSaga: Sendable, Equatable {
         switch phase {
         case .terminal:
             return status == .cancelled ? .alreadyCancelled : .refused(reason: "the application is \(status.rawValue)")
-        case .disbursing, .compensating:
+        case .compensating:
+            // Already cancelling: the approval that arrived meanwhile is being compensated.
+            return .accepted
+        case .disbursing:
             return .refused(reason: "the application is approved and its disbursal has started")
         case .new:
             return .refused(reason: "the application does not exist")
@@ -457,7 +492,8 @@ public struct WaterfallSaga: Sendable, Equatable {
     }
 
     private func inquiryDelay(firstImmediate: Bool) -> Duration {
-        if unsettledAnswers == 0 && notFoundAnswers == 0 { return .zero }
+        // After a recovery the first inquiry goes out at once, whatever backoff was reached before.
+        if firstImmediate || (unsettledAnswers == 0 && notFoundAnswers == 0) { return .zero }
         if notFoundAnswers > 0 && unsettledAnswers == 0 { return policy.notFoundRecheck }
         return backoff(unsettledAnswers, policy.inquiryBackoffInitial, policy.inquiryBackoffMax)
     }
