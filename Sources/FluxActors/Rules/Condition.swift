@@ -31,7 +31,7 @@ public struct Condition: Sendable {
     /// nil when the condition holds; otherwise its text, plus the reason when it could not be
     /// evaluated (`loan.emi_paise > 0 (loan.emi_paise is missing)`).
     public func failure(for request: CheckoutRequest, today: Date) -> String? {
-        let value = frame.withFrame(request.raw, today: today) { code($0) }
+        let value = frame.withFrame(request, today: today) { code($0) }
         if case .boolean(true) = value { return nil }
         return RuleProgram.failure(text, value)
     }

@@ -126,7 +126,8 @@ enum RuleOperations {
     static func looselyEqual(_ a: RuleValue, _ b: RuleValue) -> Bool? {
         switch (a, b) {
         case (.integer(let x), .integer(let y)): return x == y
-        case (.string(let x), .string(let y)): return x == y
+        // Unequal lengths settle most string comparisons without looking at the bytes.
+        case (.string(let x), .string(let y)): return x.utf8.count == y.utf8.count && x == y
         case (.boolean(let x), .boolean(let y)): return x == y
         case (.integer(let x), .decimal(let y)): return Double(x) == y
         case (.decimal(let x), .integer(let y)): return x == Double(y)

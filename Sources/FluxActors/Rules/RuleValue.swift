@@ -143,10 +143,10 @@ struct CivilDay: Sendable, Equatable {
     /// Parses `YYYY-MM-DD` (a real date, year 1900 to 9999) without allocating.
     init?(parsing text: String) {
         var fields = (0, 0, 0)
-        var count = 0
-        for (i, c) in text.utf8.enumerated() {
-            count += 1
-            guard i < 10 else { return nil }
+        guard text.utf8.count == 10 else { return nil }
+        var i = -1
+        for c in text.utf8 {
+            i += 1
             if i == 4 || i == 7 {
                 guard c == 0x2D else { return nil }
                 continue
@@ -159,7 +159,7 @@ struct CivilDay: Sendable, Equatable {
             default: fields.2 = fields.2 * 10 + d
             }
         }
-        guard count == 10, let date = CalendarDate(year: fields.0, month: fields.1, day: fields.2) else { return nil }
+        guard let date = CalendarDate(year: fields.0, month: fields.1, day: fields.2) else { return nil }
         self.init(year: date.year, month: date.month, day: date.day)
     }
 

@@ -103,7 +103,7 @@ public struct Ruleset: Sendable {
     /// Ranks the ruleset's lenders for an application. Pure: the same request and `today` give
     /// the same decision.
     public func evaluate(_ request: CheckoutRequest, today: Date, hasConnector: (String) -> Bool) -> RuleDecision {
-        program.decide(request.raw, today: today, version: version, hasConnector: hasConnector)
+        program.decide(request, today: today, version: version, hasConnector: hasConnector)
     }
 
     // MARK: Validation
@@ -261,44 +261,74 @@ final class RuleProgram: Sendable {
         }
     }
 
-    func decide(_ application: JSONValue, today: Date, version: Int, hasConnector: (String) -> Bool) -> RuleDecision {
-        frame.withFrame(application, today: today) { frame in
-            var eligible: [(score: Double, index: Int)] = []
-            eligible.reserveCapacity(lenders.count)
-            var excluded: [ExcludedLender] = []
-            for (index, lender) in lenders.enumerated() {
-                var failed: [String] = []
-                if !hasConnector(lender.id) { failed.append("no connector descriptor") }
-                for condition in lender.conditions {
-                    let value = condition.code(frame)
-                    if case .boolean(true) = value { continue }
-                    failed.append(Self.failure(condition.text, value))
-                }
-                if failed.isEmpty {
-                    switch lender.score(frame) {
-                    case .integer(let i):
-                        eligible.append((Double(i), index))
-                        continue
-                    case .decimal(let d):
-                        eligible.append((d, index))
-                        continue
-                    case .fault(let f): failed.append("score \(lender.scoreText) (\(f.reason))")
-                    case let other: failed.append("score \(lender.scoreText) (gave a \(other.typeName), not a number)")
+    func decide(_ request: CheckoutRequest, today: Date, version: Int, hasConnector: (String) -> Bool) -> RuleDecision {
+        frame.withFrame(request, today: today) { frame in
+            lenders.withUnsafeBufferPointer { lenders in
+                withUnsafeTemporaryAllocation(of: (score: Double, index: Int).self, capacity: max(lenders.count, 1)) {
+                    eligible in
+                    var eligibleCount = 0
+                    var excluded: [ExcludedLender] = []
+                    for index in lenders.indices {
+                        var failed: [String] = []
+                        if !hasConnector(lenders[index].id) {
+                            failed.reserveCapacity(lenders[index].conditions.count + 1)
+                            failed.append("no connector descriptor")
+                        }
+                        lenders[index].conditions.withUnsafeBufferPointer { conditions in
+                            for c in conditions.indices {
+                                let value = conditions[c].code(frame)
+                                if case .boolean(true) = value { continue }
+                                if failed.isEmpty { failed.reserveCapacity(conditions.count - c) }
+                                failed.append(Self.failure(conditions[c].text, value))
+                            }
+                        }
+                        if failed.isEmpty {
+                            switch lenders[index].score(frame) {
+                            case .integer(let i):
+                                eligible[eligibleCount] = (Double(i), index)
+                                eligibleCount += 1
+                                continue
+                            case .decimal(let d):
+                                eligible[eligibleCount] = (d, index)
+                                eligibleCount += 1
+                                continue
+                            case .fault(let f): failed.append("score \(lenders[index].scoreText) (\(f.reason))")
+                            case let other:
+                                failed.append(
+                                    "score \(lenders[index].scoreText) (gave a \(other.typeName), not a number)")
+                            }
+                        }
+                        if excluded.isEmpty { excluded.reserveCapacity(lenders.count - index) }
+                        excluded.append(ExcludedLender(lenderID: lenders[index].id, failed: failed))
                     }
+                    // Insertion sort: a handful of lenders, no allocation. Score descending, then
+                    // priority descending, then lender_id.
+                    func before(_ a: (score: Double, index: Int), _ b: (score: Double, index: Int)) -> Bool {
+                        if a.score != b.score { return a.score > b.score }
+                        let pa = lenders[a.index].priority
+                        let pb = lenders[b.index].priority
+                        if pa != pb { return pa > pb }
+                        return lenders[a.index].id < lenders[b.index].id
+                    }
+                    if eligibleCount > 1 {
+                        for i in 1..<eligibleCount {
+                            let item = eligible[i]
+                            var j = i
+                            while j > 0 && before(item, eligible[j - 1]) {
+                                eligible[j] = eligible[j - 1]
+                                j -= 1
+                            }
+                            eligible[j] = item
+                        }
+                    }
+                    var ranked: [RankedLender] = []
+                    ranked.reserveCapacity(eligibleCount)
+                    for i in 0..<eligibleCount {
+                        ranked.append(RankedLender(lenderID: lenders[eligible[i].index].id, score: eligible[i].score))
+                    }
+                    return RuleDecision(version: version, ranked: ranked, excluded: excluded)
                 }
-                excluded.append(ExcludedLender(lenderID: lender.id, failed: failed))
             }
-            eligible.sort { a, b in
-                if a.score != b.score { return a.score > b.score }
-                let pa = lenders[a.index].priority
-                let pb = lenders[b.index].priority
-                if pa != pb { return pa > pb }
-                return lenders[a.index].id < lenders[b.index].id
-            }
-            return RuleDecision(
-                version: version,
-                ranked: eligible.map { RankedLender(lenderID: lenders[$0.index].id, score: $0.score) },
-                excluded: excluded)
         }
     }
 }
