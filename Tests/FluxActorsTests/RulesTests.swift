@@ -107,6 +107,9 @@ private func score(_ expression: String, _ request: CheckoutRequest = applicatio
         #expect(try holds("len(['a', 'b']) == 2"))
         #expect(try holds("lower(customer.pan) == 'abcde1234f'"))
         #expect(try holds("lower(product.category) in ['mobile']"))
+        #expect(try holds("lower(product.category) == 'mobile phone'", application(category: "Mobile PHONE")))
+        #expect(try holds("lower(product.category) == 'écran'", application(category: "ÉCRAN")))
+        #expect(try holds("len(product.category) == 5", application(category: "écran")))
     }
 
     @Test func ageAroundABirthday() throws {

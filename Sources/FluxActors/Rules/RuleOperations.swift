@@ -192,8 +192,28 @@ enum RuleOperations {
             return .integer(Int64(birth.years(until: today)))
         case (.len, .string(let s)): return .integer(Int64(s.count))
         case (.len, .list(let l)): return .integer(Int64(l.count))
-        case (.lower, .string(let s)): return .string(s.lowercased())
+        case (.lower, .string(let s)): return .string(lowercased(s))
         default: return .fault(RuleFault("\(function.rawValue)() cannot take a \(a.typeName)"))
+        }
+    }
+
+    /// `lowercased()` with a fast path for ASCII text (nearly every field an application holds):
+    /// already lower case is returned as is, otherwise the bytes are mapped without Unicode tables.
+    static func lowercased(_ s: String) -> String {
+        var hasUpper = false
+        for c in s.utf8 {
+            if c >= 0x80 { return s.lowercased() }
+            if c >= 0x41 && c <= 0x5A { hasUpper = true }
+        }
+        guard hasUpper else { return s }
+        let count = s.utf8.count
+        return String(unsafeUninitializedCapacity: count) { buffer in
+            var i = 0
+            for c in s.utf8 {
+                buffer[i] = c >= 0x41 && c <= 0x5A ? c + 0x20 : c
+                i += 1
+            }
+            return count
         }
     }
 }
