@@ -24,7 +24,7 @@ enum JSONWriter {
         case .null: out.append(contentsOf: "null".utf8)
         case .bool(let b): out.append(contentsOf: (b ? "true" : "false").utf8)
         case .int(let i): out.append(contentsOf: String(i).utf8)
-        case .double(let d): out.append(contentsOf: number(d).utf8)
+        case .double(let d): out.append(contentsOf: (d.isFinite ? String(d) : "null").utf8)
         case .string(let s): writeString(s, into: &out)
         case .array(let a):
             out.append(UInt8(ascii: "["))
@@ -79,7 +79,8 @@ struct JSONReader {
             r.skipSpace()
             let v = try r.value(depth: 0)
             r.skipSpace()
-            return r.i == r.u.count ? v : nil
+            guard r.i == r.u.count else { return nil }
+            return v
         } catch {
             return nil
         }

@@ -451,7 +451,7 @@ public struct TextTemplate: Sendable {
             let ref = rest.range(of: "${")
             if let o = open, ref == nil || o.lowerBound < ref!.lowerBound {
                 literal += rest[..<o.lowerBound]
-                guard let close = rest[o.upperBound...].range(of: "}}") else {
+                guard let close = Self.closingBraces(in: rest[o.upperBound...]) else {
                     throw TemplateCompileError("unclosed '{{' in template")
                 }
                 if !literal.isEmpty {
@@ -481,6 +481,22 @@ public struct TextTemplate: Sendable {
         if !literal.isEmpty || parts.isEmpty { parts.append(.literal(literal)) }
         self.parts = parts
         self.containsReference = containsReference
+    }
+
+    /// The `}}` that closes an expression, skipping `${…}` references inside it.
+    static func closingBraces(in s: Substring) -> Range<Substring.Index>? {
+        var i = s.startIndex
+        while i < s.endIndex {
+            if s[i...].hasPrefix("${") {
+                guard let end = s[i...].firstIndex(of: "}") else { return nil }
+                i = s.index(after: end)
+            } else if s[i...].hasPrefix("}}") {
+                return i..<s.index(i, offsetBy: 2)
+            } else {
+                i = s.index(after: i)
+            }
+        }
+        return nil
     }
 
     /// Exactly one `{{…}}` and nothing else: rendered as the typed value in JSON bodies.

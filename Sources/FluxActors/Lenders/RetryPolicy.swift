@@ -79,7 +79,10 @@ public struct RetryPolicy: Sendable, Equatable {
         let ceiling = ceilingMs(afterTries: triesSoFar)
         switch jitter {
         case .none: return .retry(afterMs: ceiling)
-        case .full: return .retry(afterMs: ceiling == 0 ? 0 : Int.random(in: 0...ceiling, using: &rng))
+        case .full:
+            // Uniform in 0...ceiling: the high word of random × (ceiling + 1).
+            let r = (UInt64(ceiling) + 1).multipliedFullWidth(by: rng.next()).high
+            return .retry(afterMs: Int(r))
         }
     }
 }
