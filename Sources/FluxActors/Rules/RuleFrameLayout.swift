@@ -4,11 +4,25 @@ import Foundation
 /// compiled expressions read (so `customer` is looked up once however many of its fields are
 /// used), then the derived slots (`age(customer.date_of_birth)`) computed once each.
 struct RuleFrameLayout: Sendable {
+    /// One name of a field path while the tree is built.
     struct FieldStep: Sendable {
         var key: String
         var slot: Int?
         var dotted: String
         var children: [FieldStep]
+    }
+
+    /// The tree laid out flat, breadth first: the children of a step are
+    /// `steps[childStart ..< childStart + childCount]`; the roots are `steps[0 ..< rootCount]`.
+    /// Read through an unsafe buffer while filling, so no step is copied (and retained).
+    struct FlatStep: Sendable {
+        var key: String
+        var length: Int
+        var slot: Int
+        var dotted: String
+        var missing: RuleFault
+        var childStart: Int
+        var childCount: Int
     }
 
     /// Fields that `CheckoutRequest` has already validated and typed; read from its stored
@@ -53,27 +67,63 @@ struct RuleFrameLayout: Sendable {
     }
 
     private let typed: [(field: TypedField, slot: Int)]
-    private let steps: [FieldStep]
-    /// Every slot's value before the request is read: "… is missing" for fields.
-    private let defaults: [RuleValue]
+    private let steps: [FlatStep]
+    private let rootCount: Int
+    private let slotCount: Int
+    /// The fault a field slot holds when the request lacks that field.
+    private let missing: [(slot: Int, fault: RuleFault)]
     private let derived: [DerivedSlot]
 
     init(_ layout: SlotLayout) {
         var steps: [FieldStep] = []
         var typed: [(field: TypedField, slot: Int)] = []
-        var defaults = [RuleValue](repeating: .fault(RuleFault("not computed")), count: layout.count)
+        var missing: [(slot: Int, fault: RuleFault)] = []
+        var faults: [Int: RuleFault] = [:]
         for (path, slot) in layout.fields {
             let dotted = path.joined(separator: ".")
-            defaults[slot] = .fault(RuleFault("\(dotted) is missing"))
+            let fault = RuleFault("\(dotted) is missing")
+            missing.append((slot, fault))
+            faults[slot] = fault
             if let field = TypedField(dotted) {
                 typed.append((field, slot))
             } else {
                 Self.insert(path[...], slot: slot, prefix: "", into: &steps)
             }
         }
-        self.steps = steps
+        var flat: [FlatStep] = []
+        var level: [FieldStep] = steps
+        var pending: [(children: [FieldStep], parent: Int)] = []
+        // Breadth first: a level's steps are contiguous, then each parent's children.
+        func append(_ items: [FieldStep], parent: Int?) {
+            if let parent {
+                flat[parent].childStart = flat.count
+                flat[parent].childCount = items.count
+            }
+            for item in items {
+                let missing: RuleFault
+                if let slot = item.slot, let f = faults[slot] {
+                    missing = f
+                } else {
+                    missing = RuleFault("\(item.dotted) is missing")
+                }
+                flat.append(
+                    FlatStep(
+                        key: item.key, length: item.key.utf8.count, slot: item.slot ?? -1, dotted: item.dotted,
+                        missing: missing, childStart: 0, childCount: 0))
+                if !item.children.isEmpty { pending.append((item.children, flat.count - 1)) }
+            }
+        }
+        append(level, parent: nil)
+        while !pending.isEmpty {
+            let next = pending.removeFirst()
+            append(next.children, parent: next.parent)
+        }
+        level = []
+        self.steps = flat
+        self.rootCount = steps.count
         self.typed = typed
-        self.defaults = defaults
+        self.missing = missing
+        self.slotCount = layout.count
         self.derived = layout.derived
     }
 
@@ -97,35 +147,81 @@ struct RuleFrameLayout: Sendable {
     /// Fills a frame for `application` and runs `body` with it. The frame lives on the stack
     /// and is torn down before this returns; `body` must not keep it.
     func withFrame<R>(_ request: CheckoutRequest, today: Date, _ body: (RuleFrame) -> R) -> R {
-        let count = defaults.count
+        let count = slotCount
         let civilToday = CivilDay(today)
         return withUnsafeTemporaryAllocation(of: RuleValue.self, capacity: max(count, 1)) { buffer in
-            let base = buffer.baseAddress!
-            if count > 0 { defaults.withUnsafeBufferPointer { base.initialize(from: $0.baseAddress!, count: count) } }
-            defer { base.deinitialize(count: count) }
-            for (field, slot) in typed {
-                if let value = field.value(in: request) { base[slot] = value }
+            withUnsafeTemporaryAllocation(of: Bool.self, capacity: max(count, 1)) { filled in
+                // Slots start as a trivial value (no reference to count); a field slot that the
+                // request does not fill gets its shared "… is missing" fault afterwards.
+                let base = buffer.baseAddress!
+                base.initialize(repeating: .boolean(false), count: count)
+                defer { base.deinitialize(count: count) }
+                let isFilled = filled.baseAddress!
+                isFilled.initialize(repeating: false, count: count)
+                for (field, slot) in typed {
+                    if let value = field.value(in: request) {
+                        base[slot] = value
+                        isFilled[slot] = true
+                    }
+                }
+                if rootCount > 0 {
+                    steps.withUnsafeBufferPointer { steps in
+                        Self.fill(steps, 0, rootCount, from: request.raw, into: base, filled: isFilled)
+                    }
+                }
+                missing.withUnsafeBufferPointer { missing in
+                    for i in missing.indices where !isFilled[missing[i].slot] {
+                        base[missing[i].slot] = .fault(missing[i].fault)
+                    }
+                }
+                for d in derived {
+                    base[d.slot] = RuleOperations.call(d.function, base[d.source], today: civilToday)
+                }
+                return body(RuleFrame(slots: base, today: civilToday))
             }
-            if !steps.isEmpty { Self.fill(steps, from: request.raw, into: base) }
-            for d in derived {
-                base[d.slot] = RuleOperations.call(d.function, base[d.source], today: civilToday)
-            }
-            return body(RuleFrame(slots: base, today: civilToday))
         }
     }
 
-    private static func fill(_ steps: [FieldStep], from json: JSONValue, into base: UnsafeMutablePointer<RuleValue>) {
+    private static func fill(
+        _ steps: UnsafeBufferPointer<FlatStep>, _ start: Int, _ count: Int, from json: JSONValue,
+        into base: UnsafeMutablePointer<RuleValue>, filled: UnsafeMutablePointer<Bool>
+    ) {
         guard case .object(let fields) = json else { return }
-        for step in steps {
-            if let value = fields[step.key] { take(step, value, into: base) }
+        let end = start + count
+        // Hashing a String key (SipHash) costs more than scanning a small object and comparing
+        // key lengths, which are stored in the string; an application's `customer`, `loan` and
+        // `product` objects are small. Large objects are looked up.
+        guard fields.count <= 32 else {
+            for i in start..<end {
+                if let value = fields[steps[i].key] { take(steps, i, value, into: base, filled: filled) }
+            }
+            return
+        }
+        var remaining = count
+        for (key, value) in fields {
+            let length = key.utf8.count
+            for i in start..<end where steps[i].length == length && steps[i].key == key {
+                take(steps, i, value, into: base, filled: filled)
+                remaining -= 1
+                break
+            }
+            if remaining == 0 { return }
         }
     }
 
     @inline(__always)
-    private static func take(_ step: FieldStep, _ value: JSONValue, into base: UnsafeMutablePointer<RuleValue>) {
-        if let slot = step.slot, case .fault(let missing) = base[slot] {
-            base[slot] = RuleValue(field: value, missing: missing, path: step.dotted)
+    private static func take(
+        _ steps: UnsafeBufferPointer<FlatStep>, _ i: Int, _ value: JSONValue,
+        into base: UnsafeMutablePointer<RuleValue>,
+        filled: UnsafeMutablePointer<Bool>
+    ) {
+        let slot = steps[i].slot
+        if slot >= 0 {
+            base[slot] = RuleValue(field: value, missing: steps[i].missing, path: steps[i].dotted)
+            filled[slot] = true
         }
-        if !step.children.isEmpty { fill(step.children, from: value, into: base) }
+        if steps[i].childCount > 0 {
+            fill(steps, steps[i].childStart, steps[i].childCount, from: value, into: base, filled: filled)
+        }
     }
 }

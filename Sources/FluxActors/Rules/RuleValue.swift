@@ -142,24 +142,29 @@ struct CivilDay: Sendable, Equatable {
 
     /// Parses `YYYY-MM-DD` (a real date, year 1900 to 9999) without allocating.
     init?(parsing text: String) {
-        var fields = (0, 0, 0)
         guard text.utf8.count == 10 else { return nil }
-        var i = -1
-        for c in text.utf8 {
-            i += 1
-            if i == 4 || i == 7 {
-                guard c == 0x2D else { return nil }
-                continue
+        var copy = text
+        // `withUTF8` reads a small (inline) string in place; no allocation for 10 bytes.
+        let parsed: (Int, Int, Int)? = copy.withUTF8 { u in
+            guard u[4] == 0x2D, u[7] == 0x2D else { return nil }
+            var year = 0
+            var month = 0
+            var day = 0
+            for i in 0..<10 where i != 4 && i != 7 {
+                let c = u[i]
+                guard c >= 0x30 && c <= 0x39 else { return nil }
+                let d = Int(c &- 0x30)
+                if i < 4 {
+                    year = year * 10 + d
+                } else if i < 7 {
+                    month = month * 10 + d
+                } else {
+                    day = day * 10 + d
+                }
             }
-            guard c >= 0x30 && c <= 0x39 else { return nil }
-            let d = Int(c - 0x30)
-            switch i {
-            case 0..<4: fields.0 = fields.0 * 10 + d
-            case 5..<7: fields.1 = fields.1 * 10 + d
-            default: fields.2 = fields.2 * 10 + d
-            }
+            return (year, month, day)
         }
-        guard let date = CalendarDate(year: fields.0, month: fields.1, day: fields.2) else { return nil }
+        guard let parsed, let date = CalendarDate(year: parsed.0, month: parsed.1, day: parsed.2) else { return nil }
         self.init(year: date.year, month: date.month, day: date.day)
     }
 
