@@ -4,7 +4,7 @@ import Testing
 @testable import FluxActors
 
 /// The journal suite every `JournalStore` must pass (SQLite now, PostgreSQL when configured).
-@Suite("JournalStore")
+@Suite("JournalStore", .timeLimit(.minutes(1)))
 struct JournalStoreTests {
     @Test(arguments: journalStoreKinds())
     func appendThenReadReturnsEventsInOrder(kind: JournalStoreKind) async throws {
