@@ -66,26 +66,37 @@ struct RuleFrameLayout: Sendable {
         }
     }
 
-    private let typed: [(field: TypedField, slot: Int)]
+    private let typed: [TypedSlot]
     private let steps: [FlatStep]
     private let rootCount: Int
+    // Structs rather than tuples: no run-time type metadata lookups on the hot path.
+    struct TypedSlot: Sendable {
+        var field: TypedField
+        var slot: Int
+    }
+
+    struct MissingSlot: Sendable {
+        var slot: Int
+        var fault: RuleFault
+    }
+
     private let slotCount: Int
     /// The fault a field slot holds when the request lacks that field.
-    private let missing: [(slot: Int, fault: RuleFault)]
+    private let missing: [MissingSlot]
     private let derived: [DerivedSlot]
 
     init(_ layout: SlotLayout) {
         var steps: [FieldStep] = []
-        var typed: [(field: TypedField, slot: Int)] = []
-        var missing: [(slot: Int, fault: RuleFault)] = []
+        var typed: [TypedSlot] = []
+        var missing: [MissingSlot] = []
         var faults: [Int: RuleFault] = [:]
         for (path, slot) in layout.fields {
             let dotted = path.joined(separator: ".")
             let fault = RuleFault("\(dotted) is missing")
-            missing.append((slot, fault))
+            missing.append(MissingSlot(slot: slot, fault: fault))
             faults[slot] = fault
             if let field = TypedField(dotted) {
-                typed.append((field, slot))
+                typed.append(TypedSlot(field: field, slot: slot))
             } else {
                 Self.insert(path[...], slot: slot, prefix: "", into: &steps)
             }
@@ -158,10 +169,10 @@ struct RuleFrameLayout: Sendable {
                 defer { base.deinitialize(count: count) }
                 let isFilled = filled.baseAddress!
                 isFilled.initialize(repeating: false, count: count)
-                for (field, slot) in typed {
-                    if let value = field.value(in: request) {
-                        base[slot] = value
-                        isFilled[slot] = true
+                for t in typed {
+                    if let value = t.field.value(in: request) {
+                        base[t.slot] = value
+                        isFilled[t.slot] = true
                     }
                 }
                 if rootCount > 0 {

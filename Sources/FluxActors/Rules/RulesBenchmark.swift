@@ -109,9 +109,11 @@ public func runRulesBenchmark(iterations: Int) -> (decisionsPerSecond: Double, l
         checksum &+= ruleset.evaluate(applications[i & 63], today: today, hasConnector: { _ in true }).ranked.count
     }
     let start = threadCPUNanoseconds()
-    for i in 0..<iterations {
-        let decision = ruleset.evaluate(applications[i & 63], today: today, hasConnector: { _ in true })
-        checksum &+= decision.ranked.count &+ decision.excluded.count
+    applications.withUnsafeBufferPointer { applications in
+        for i in 0..<iterations {
+            let decision = ruleset.evaluate(applications[i & 63], today: today, hasConnector: { _ in true })
+            checksum &+= decision.ranked.count &+ decision.excluded.count
+        }
     }
     let seconds = max(Double(threadCPUNanoseconds() - start) / 1e9, 1e-9)
     // Keeps the loop from being optimised away.

@@ -243,6 +243,13 @@ final class RuleProgram: Sendable {
         var score: RuleCode
     }
 
+    /// A ranked lender before sorting. A struct, not a tuple: a tuple's type metadata is looked
+    /// up at run time on every temporary allocation.
+    struct Eligible {
+        var score: Double
+        var index: Int
+    }
+
     let frame: RuleFrameLayout
     let lenders: [Lender]
 
@@ -264,7 +271,7 @@ final class RuleProgram: Sendable {
     func decide(_ request: CheckoutRequest, today: Date, version: Int, hasConnector: (String) -> Bool) -> RuleDecision {
         frame.withFrame(request, today: today) { frame in
             lenders.withUnsafeBufferPointer { lenders in
-                withUnsafeTemporaryAllocation(of: (score: Double, index: Int).self, capacity: max(lenders.count, 1)) {
+                withUnsafeTemporaryAllocation(of: Eligible.self, capacity: max(lenders.count, 1)) {
                     eligible in
                     var eligibleCount = 0
                     var excluded: [ExcludedLender] = []
@@ -285,11 +292,11 @@ final class RuleProgram: Sendable {
                         if failed.isEmpty {
                             switch lenders[index].score(frame) {
                             case .integer(let i):
-                                eligible[eligibleCount] = (Double(i), index)
+                                eligible[eligibleCount] = Eligible(score: Double(i), index: index)
                                 eligibleCount += 1
                                 continue
                             case .decimal(let d):
-                                eligible[eligibleCount] = (d, index)
+                                eligible[eligibleCount] = Eligible(score: d, index: index)
                                 eligibleCount += 1
                                 continue
                             case .fault(let f): failed.append("score \(lenders[index].scoreText) (\(f.reason))")
@@ -303,7 +310,7 @@ final class RuleProgram: Sendable {
                     }
                     // Insertion sort: a handful of lenders, no allocation. Score descending, then
                     // priority descending, then lender_id.
-                    func before(_ a: (score: Double, index: Int), _ b: (score: Double, index: Int)) -> Bool {
+                    func before(_ a: Eligible, _ b: Eligible) -> Bool {
                         if a.score != b.score { return a.score > b.score }
                         let pa = lenders[a.index].priority
                         let pb = lenders[b.index].priority
