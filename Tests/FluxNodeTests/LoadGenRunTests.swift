@@ -1,0 +1,97 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import Testing
+
+@testable import FluxNode
+
+/// Counts what a stub node receives.
+actor StubNodeLog {
+    var keys: [String] = []
+    var customers = Set<String>()
+    var bearer: [String?] = []
+    var prefer: [String?] = []
+
+    func record(key: String, customer: String, bearer: String?, prefer: String?) {
+        keys.append(key)
+        customers.insert(customer)
+        self.bearer.append(bearer)
+        self.prefer.append(prefer)
+    }
+}
+
+@Suite struct LoadGenRunTests {
+    /// A stand-in for a Flux node: answers every checkout `201 disbursed`, every fifth `declined`.
+    func withStubNode(_ body: @escaping @Sendable (URL, StubNodeLog) async throws -> Void) async throws {
+        let log = StubNodeLog()
+        let router = Router(context: BasicRequestContext.self)
+        router.post("/v1/applications") { request, _ -> Response in
+            var request = request
+            let bytes = try await request.collectBody(upTo: 1 << 20)
+            let j = try SimJSON.decode(bytes.readableBytesView)
+            guard case .string(let customer) = j.value(at: "customer.id") else {
+                return Response(status: .unprocessableContent)
+            }
+            let key = request.headers[HTTPField.Name("Idempotency-Key")!] ?? ""
+            await log.record(
+                key: key, customer: customer, bearer: request.headers[.authorization],
+                prefer: request.headers[HTTPField.Name("Prefer")!])
+            let n = await log.keys.count
+            let status = n % 5 == 0 ? "declined" : "disbursed"
+            return Response(
+                status: .created, headers: [.contentType: "application/json"],
+                body: .init(byteBuffer: ByteBuffer(string: #"{"id": "a-\#(n)", "status": "\#(status)"}"#)))
+        }
+        let (ports, sink) = AsyncStream<Int>.makeStream()
+        let app = Application(
+            router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+            onServerRunning: { sink.yield($0.localAddress?.port ?? 0) },
+            logger: {
+                var l = Logger(label: "stub")
+                l.logLevel = .critical
+                return l
+            }())
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await app.run() }
+            var iterator = ports.makeAsyncIterator()
+            let port = await iterator.next() ?? 0
+            try await body(URL(string: "http://127.0.0.1:\(port)")!, log)
+            group.cancelAll()
+        }
+    }
+
+    @Test func openLoopSendsOnScheduleAndCounts() async throws {
+        try await withStubNode { url, log in
+            let options = LoadGenOptions(
+                targets: [url], rate: 400, durationSeconds: 0.5, apiKey: "merchant-key", waitSeconds: 5, seed: 11)
+            let report = try await runLoadGen(options: options, logger: Logger(label: "lg"))
+            #expect(report.sent == 200)
+            #expect(report.completed == 200)
+            #expect(report.errors.isEmpty)
+            #expect(report.byHTTPStatus == [201: 200])
+            #expect(report.byApplicationStatus["declined"] == 40)
+            #expect(report.byApplicationStatus["disbursed"] == 160)
+            #expect(report.latency.count == 200)
+            #expect(report.p50Ms > 0 && report.p50Ms <= report.p99Ms && report.p99Ms <= report.maxMs)
+            // The schedule spans 0.5 s whatever the replies do.
+            #expect(report.elapsedSeconds >= 0.49)
+            let keys = await log.keys
+            #expect(Set(keys).count == 200)
+            #expect(await log.customers.count == 200)
+            #expect(await log.bearer.allSatisfy { $0 == "Bearer merchant-key" })
+            #expect(await log.prefer.allSatisfy { $0 == "wait=5" })
+        }
+    }
+
+    @Test func refusedTargetIsCountedNotHidden() async throws {
+        // Port 9 (discard) is closed on a test machine: every request fails to connect.
+        let options = LoadGenOptions(
+            targets: [URL(string: "http://127.0.0.1:9")!], rate: 100, durationSeconds: 0.1, seed: 3)
+        let report = try await runLoadGen(options: options, logger: Logger(label: "lg"))
+        #expect(report.sent == 10)
+        #expect(report.completed == 0)
+        #expect(report.errors.values.reduce(0, +) == 10)
+        #expect(report.latency.count == 0)
+    }
+}
