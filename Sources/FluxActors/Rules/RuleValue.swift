@@ -128,7 +128,9 @@ struct CivilDay: Sendable, Equatable {
 
     /// The UTC date of an instant (Howard Hinnant's days-to-civil algorithm).
     init(_ date: Date) {
-        let days = Int((date.timeIntervalSince1970 / 86_400).rounded(.down))
+        // Clamped so that no instant (not even an infinite one) can trap the conversion to Int.
+        let t = date.timeIntervalSince1970 / 86_400
+        let days = t.isFinite ? Int(min(max(t, -1e8), 1e8).rounded(.down)) : 0
         let z = days + 719_468
         let era = (z >= 0 ? z : z - 146_096) / 146_097
         let doe = z - era * 146_097
