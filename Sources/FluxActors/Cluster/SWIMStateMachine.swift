@@ -39,6 +39,10 @@ public struct SWIMStateMachine: Sendable {
     private var me: MemberUpdate
     private var meSince: Duration = .zero
     private var records: [NodeID: Record] = [:]
+    // Indexes over `records`, kept by `set` and `purge`, so a tick does not scan every member.
+    private var othersInCluster = 0
+    private var suspects: Set<NodeID> = []
+    private var departed: Set<NodeID> = []
     /// Pending news: member → transmissions left. The content is always the current record.
     private var gossip: [NodeID: Int] = [:]
     private var probeOrder: [NodeID] = []
@@ -88,8 +92,17 @@ public struct SWIMStateMachine: Sendable {
     }
 
     public func member(_ node: NodeID) -> SWIMMember? {
-        if node == myself { return members.first { $0.node == node } }
+        if node == myself {
+            return SWIMMember(
+                node: me.node, wire: me.wire, http: me.http, incarnation: me.incarnation, status: me.status,
+                since: meSince)
+        }
         return records[node].map { member($0) }
+    }
+
+    /// What this node believes about `node` (nil: never heard of it, or forgotten).
+    public func status(of node: NodeID) -> SWIMStatus? {
+        node == myself ? me.status : records[node]?.update.status
     }
 
     /// Members that own shards: alive and suspect ones, this node included unless it left.
@@ -100,9 +113,7 @@ public struct SWIMStateMachine: Sendable {
     }
 
     /// N in the Lifeguard formulas: alive and suspect members, this node included.
-    public var clusterSize: Int {
-        records.values.reduce(1) { $0 + ($1.update.status.isInCluster ? 1 : 0) }
-    }
+    public var clusterSize: Int { othersInCluster + 1 }
 
     private func member(_ r: Record) -> SWIMMember {
         SWIMMember(
@@ -232,10 +243,11 @@ public struct SWIMStateMachine: Sendable {
         else { return [] }
         p.indirect = true
         probe = p
-        var helpers = records.values
-            .filter { $0.update.status.isInCluster && $0.update.node != p.target }
-            .map(\.update)
-            .sorted { $0.node < $1.node }
+        // probeOrder holds every member in a replayable order (a superset of those in the cluster).
+        var helpers = probeOrder.compactMap { id -> MemberUpdate? in
+            guard id != p.target, let u = records[id]?.update, u.status.isInCluster else { return nil }
+            return u
+        }
         var out: [SWIMDirective] = []
         for i in 0..<min(settings.indirectProbes, helpers.count) {
             helpers.swapAt(i, Int.random(in: i..<helpers.count, using: &rng))
@@ -323,6 +335,10 @@ public struct SWIMStateMachine: Sendable {
             r.suspicionStart = now
         }
         records[u.node] = r
+        if previous?.update.status.isInCluster == true { othersInCluster -= 1 }
+        if u.status.isInCluster { othersInCluster += 1 }
+        if u.status == .suspect { suspects.insert(u.node) } else { suspects.remove(u.node) }
+        if u.status.isInCluster { departed.remove(u.node) } else { departed.insert(u.node) }
         if u.status == .suspect { armSuspicion(u.node, &out) }
         if u.status.isInCluster, !probeOrder.contains(u.node) {
             // SWIM 4.3: a new member goes to a random place in the round-robin list.
@@ -377,10 +393,8 @@ public struct SWIMStateMachine: Sendable {
     }
 
     private mutating func expireSuspicions(_ out: inout [SWIMDirective]) {
-        let due = records.values
-            .filter { $0.update.status == .suspect && $0.suspicionDeadline <= now }
-            .map(\.update.node)
-            .sorted()
+        guard !suspects.isEmpty else { return }
+        let due = suspects.filter { records[$0].map { $0.suspicionDeadline <= now } ?? false }.sorted()
         for node in due {
             guard let r = records[node] else { continue }
             var u = r.update
@@ -390,12 +404,11 @@ public struct SWIMStateMachine: Sendable {
     }
 
     private mutating func purge(_ out: inout [SWIMDirective]) {
-        let old = records.values
-            .filter { !$0.update.status.isInCluster && now - $0.since >= settings.deadRetention }
-            .map(\.update.node)
-            .sorted()
+        guard !departed.isEmpty else { return }
+        let old = departed.filter { records[$0].map { now - $0.since >= settings.deadRetention } ?? true }.sorted()
         for node in old {
             records[node] = nil
+            departed.remove(node)
             gossip[node] = nil
             if let i = probeOrder.firstIndex(of: node) {
                 probeOrder.remove(at: i)
