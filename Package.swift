@@ -41,8 +41,8 @@ let package = Package(
             dependencies: [
                 "CSQLite",
                 "CLibPQ",
-                "FluxWire",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -54,7 +54,6 @@ let package = Package(
             name: "FluxNode",
             dependencies: [
                 "FluxActors",
-                "FluxWire",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -266,6 +266,19 @@ public actor LoanApplication {
             feed(.inquired(lenderID: lender, call))
         case .disburse(let lender, let reference, let after):
             if after > .zero { try? await Task.sleep(for: after) }
+            // Money must not move for a loan Flux cannot book (terms whose rounded schedule does
+            // not close): such a disbursal fails before the lender is asked.
+            do {
+                _ = try AmortizationSchedule.make(
+                    principalPaise: request.amountPaise, annualRateBps: saga.annualRateBps ?? 0,
+                    tenureMonths: request.tenureMonths, disbursedOn: CalendarDate(utc: services.now()))
+            } catch {
+                feed(
+                    .disbursal(
+                        lenderID: lender,
+                        LenderCall(outcome: .failed(reason: "the loan cannot be booked: \(error)"), tries: 0, latencyMs: 0)))
+                return
+            }
             guard await durable(upTo: barrier) else { return }
             let call = await gateway.disburse(
                 lenderID: lender, context: context(reference: reference, lender: lender))

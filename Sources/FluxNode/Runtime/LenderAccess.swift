@@ -6,6 +6,8 @@ import Logging
 /// compiled with the rules engine, one `LenderConnection` each behind a `LenderDirectory`.
 struct LenderAccess: Sendable {
     let directory: LenderDirectory
+    /// Looked up on every checkout by the rules (`no connector descriptor`): a set, not the
+    /// directory's locked, sorted list.
     let ids: Set<String>
 
     var gateway: any LenderGateway { directory }
@@ -22,18 +24,17 @@ struct LenderAccess: Sendable {
         } else {
             logger.warning("lenders_dir does not exist; no lenders", metadata: ["path": "\(folder.path)"])
         }
-        var validators: [String: [LenderValidator]] = [:]
-        for d in descriptors {
-            validators[d.id] = try d.validate.enumerated().map { (i, text) in
-                let condition: Condition
-                do { condition = try Condition.compile(text, path: "$.validate[\(i)]") } catch let error as RulesError {
-                    throw ConfigError(key: "lenders_dir", message: "\(d.id): validate[\(i)]: \(error.message)")
-                }
-                return LenderValidator(text: text) { request, today in condition.holds(for: request, today: today) }
-            }
+        let directory: LenderDirectory
+        do throws(DescriptorError) {
+            directory = try LenderDirectory(
+                descriptors: descriptors, transport: AsyncHTTPClientTransport(),
+                compileCondition: { text throws in
+                    let condition = try Condition.compile(text)
+                    return { request, today in condition.holds(for: request, today: today) }
+                })
+        } catch {
+            throw ConfigError(key: "lenders_dir", message: "\(error.path): \(error.message)")
         }
-        let directory = LenderDirectory(
-            descriptors: descriptors, transport: AsyncHTTPClientTransport(), validators: validators)
         logger.info("lenders loaded", metadata: ["lenders": "\(descriptors.map(\.id).sorted().joined(separator: ","))"])
         return LenderAccess(directory: directory, ids: Set(descriptors.map(\.id)))
     }
