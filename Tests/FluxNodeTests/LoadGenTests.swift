@@ -141,7 +141,7 @@ import Testing
         }
     }
 
-    @Test func reportRendersEveryFigure() {
+    @Test func reportRendersEveryFigure() throws {
         var h = LatencyHistogram()
         for v: UInt64 in 1...100 { h.record(v * 1_000_000) }
         let r = LoadReport(
@@ -154,6 +154,11 @@ import Testing
             #expect(text.contains(needle), "render lacks \(needle)")
         }
         #expect(abs(r.p50Ms - 50) < 0.5)
+        let json = try SimJSON.decode(Array(r.renderJSON().utf8))
+        #expect(json.value(at: "sent") == .int(100))
+        #expect(json.value(at: "by_http_status.201") == .int(98))
+        #expect(json.value(at: "errors.timeout") == .int(2))
+        #expect(json.value(at: "latency_ms.max") == .double(100))
         #expect(abs(r.maxMs - 100) < 0.001)
     }
 

@@ -59,7 +59,7 @@ final class RunningSimulator: Sendable {
     }
 }
 
-struct HTTPReply {
+struct SimHTTPReply {
     var status: Int
     var json: SimJSON?
     var headers: [(String, String)]
@@ -67,10 +67,10 @@ struct HTTPReply {
     func header(_ name: String) -> String? { headers.first { $0.0.lowercased() == name.lowercased() }?.1 }
 }
 
-func call(
+func simCall(
     _ method: HTTPMethod, _ url: String, json: SimJSON? = nil, form: String? = nil, raw: Data? = nil,
     headers: [String: String] = [:], timeout: TimeAmount = .seconds(5)
-) async throws -> HTTPReply {
+) async throws -> SimHTTPReply {
     var request = HTTPClientRequest(url: url)
     request.method = method
     for (k, v) in headers { request.headers.add(name: k, value: v) }
@@ -86,12 +86,12 @@ func call(
     let response = try await HTTPClient.shared.execute(request, timeout: timeout)
     let body = try await response.body.collect(upTo: 16 << 20)
     let parsed = try? SimJSON.decode(body.readableBytesView)
-    return HTTPReply(
+    return SimHTTPReply(
         status: Int(response.status.code), json: parsed, headers: response.headers.map { ($0.name, $0.value) })
 }
 
 /// An apply body in the given lender's shape.
-func applyBody(_ shape: LenderAPIShape, ref: String, score: Int = 780, amount: Int64 = 5_000_000, tenure: Int = 12)
+func simApplyBody(_ shape: LenderAPIShape, ref: String, score: Int = 780, amount: Int64 = 5_000_000, tenure: Int = 12)
     -> SimJSON
 {
     var body = SimJSON.object([:])
@@ -108,7 +108,7 @@ func applyBody(_ shape: LenderAPIShape, ref: String, score: Int = 780, amount: I
     let abflKey = ["X-ABFL-Api-Key": "sim-abfl-7c1e9a"]
 
     func heroToken(_ sim: RunningSimulator) async throws -> [String: String] {
-        let r = try await call(
+        let r = try await simCall(
             .POST, sim.urls["hero"]! + "/oauth/token",
             form: "grant_type=client_credentials&client_id=flux-sim&client_secret=sim-hero-93b0c5")
         guard r.status == 200, case .string(let token) = r.json?.value(at: "access_token") else {
@@ -120,20 +120,21 @@ func applyBody(_ shape: LenderAPIShape, ref: String, score: Int = 780, amount: I
     @Test func apiKeyIsRequired() async throws {
         let sim = try await RunningSimulator.start()
         let url = sim.urls["abfl"]! + LenderAPIShape.abfl.applyPath
-        let body = applyBody(.abfl, ref: "k-1")
-        let missing = try await call(.POST, url, json: body)
+        let body = simApplyBody(.abfl, ref: "k-1")
+        let missing = try await simCall(.POST, url, json: body)
         #expect(missing.status == 401)
         #expect(missing.json?.value(at: "error.code") == .string("unauthorized"))
-        #expect(try await call(.POST, url, json: body, headers: ["X-ABFL-Api-Key": "wrong"]).status == 401)
+        #expect(try await simCall(.POST, url, json: body, headers: ["X-ABFL-Api-Key": "wrong"]).status == 401)
         // Piramal's key under ABFL's header name is no key at all.
         #expect(
-            try await call(.POST, url, json: body, headers: ["Ocp-Apim-Subscription-Key": "sim-piramal-5d27e0"]).status
+            try await simCall(.POST, url, json: body, headers: ["Ocp-Apim-Subscription-Key": "sim-piramal-5d27e0"])
+                .status
                 == 401)
-        let ok = try await call(.POST, url, json: body, headers: abflKey)
+        let ok = try await simCall(.POST, url, json: body, headers: abflKey)
         #expect(ok.status == 200)
         #expect(ok.json?.value(at: "decision") == .string("APPROVED"))
         // Nothing was recorded for the refused calls.
-        let loans = try await call(.GET, sim.control + "/_sim/loans?lender=abfl")
+        let loans = try await simCall(.GET, sim.control + "/_sim/loans?lender=abfl")
         #expect(loans.json?.value(at: "lenders") == loans.json?.value(at: "lenders"))
         guard case .array(let lenders) = loans.json?.value(at: "lenders"), let abfl = lenders.first else {
             Issue.record("no loans report")
@@ -149,32 +150,34 @@ func applyBody(_ shape: LenderAPIShape, ref: String, score: Int = 780, amount: I
         let sim = try await RunningSimulator.start()
         let base = sim.urls["hero"]!
         let url = base + LenderAPIShape.hero.applyPath
-        #expect(try await call(.POST, url, json: applyBody(.hero, ref: "o-1")).status == 401)
+        #expect(try await simCall(.POST, url, json: simApplyBody(.hero, ref: "o-1")).status == 401)
         #expect(
-            try await call(.POST, url, json: applyBody(.hero, ref: "o-1"), headers: ["Authorization": "Bearer nope"])
-                .status == 401)
+            try await simCall(
+                .POST, url, json: simApplyBody(.hero, ref: "o-1"), headers: ["Authorization": "Bearer nope"]
+            )
+            .status == 401)
 
-        let token = try await call(
+        let token = try await simCall(
             .POST, base + "/oauth/token",
             form: "grant_type=client_credentials&client_id=flux-sim&client_secret=sim-hero-93b0c5")
         #expect(token.status == 200)
         #expect(token.json?.value(at: "token_type") == .string("Bearer"))
         #expect(token.json?.value(at: "expires_in") == .int(3600))
         // Wrong secret, wrong grant, and HTTP Basic for a client that must use the body.
-        let wrong = try await call(
+        let wrong = try await simCall(
             .POST, base + "/oauth/token", form: "grant_type=client_credentials&client_id=flux-sim&client_secret=x")
         #expect(wrong.status == 401)
         #expect(wrong.json?.value(at: "error") == .string("invalid_client"))
-        #expect(try await call(.POST, base + "/oauth/token", form: "grant_type=password").status == 400)
+        #expect(try await simCall(.POST, base + "/oauth/token", form: "grant_type=password").status == 400)
         let basic = "Basic " + Data("flux-sim:sim-hero-93b0c5".utf8).base64EncodedString()
         #expect(
-            try await call(
+            try await simCall(
                 .POST, base + "/oauth/token", form: "grant_type=client_credentials", headers: ["Authorization": basic]
             )
             .status == 401)
 
         let headers = try await heroToken(sim)
-        let ok = try await call(.POST, url, json: applyBody(.hero, ref: "o-1"), headers: headers)
+        let ok = try await simCall(.POST, url, json: simApplyBody(.hero, ref: "o-1"), headers: headers)
         #expect(ok.status == 200)
         #expect(ok.json?.value(at: "status") == .string("APPROVED"))
         #expect(ok.json?.value(at: "roi_bps") == .int(1800))
@@ -185,16 +188,16 @@ func applyBody(_ shape: LenderAPIShape, ref: String, score: Int = 780, amount: I
         let sim = try await RunningSimulator.start()
         let base = sim.urls["tata"]!
         let basic = "Basic " + Data("flux-sim:sim-tata-2f8d41".utf8).base64EncodedString()
-        let bodySecret = try await call(
+        let bodySecret = try await simCall(
             .POST, base + "/connect/token",
             form: "grant_type=client_credentials&client_id=flux-sim&client_secret=sim-tata-2f8d41")
         #expect(bodySecret.status == 401)
-        let badScope = try await call(
+        let badScope = try await simCall(
             .POST, base + "/connect/token", form: "grant_type=client_credentials&scope=admin",
             headers: ["Authorization": basic])
         #expect(badScope.status == 400)
         #expect(badScope.json?.value(at: "error") == .string("invalid_scope"))
-        let token = try await call(
+        let token = try await simCall(
             .POST, base + "/connect/token", form: "grant_type=client_credentials&scope=proposals.write",
             headers: ["Authorization": basic])
         #expect(token.status == 200)
@@ -204,8 +207,8 @@ func applyBody(_ shape: LenderAPIShape, ref: String, score: Int = 780, amount: I
             await sim.stop()
             return
         }
-        let r = try await call(
-            .POST, base + LenderAPIShape.tata.applyPath, json: applyBody(.tata, ref: "t-1"),
+        let r = try await simCall(
+            .POST, base + LenderAPIShape.tata.applyPath, json: simApplyBody(.tata, ref: "t-1"),
             headers: ["Authorization": "Bearer \(t)"])
         #expect(r.status == 200)
         #expect(r.json?.value(at: "data.outcome") == .string("accept"))
@@ -224,14 +227,14 @@ func applyBody(_ shape: LenderAPIShape, ref: String, score: Int = 780, amount: I
             ("r-tenure", 800, 5_000_000, 18, "DECLINED"),
         ]
         for (ref, score, amount, tenure, want) in cases {
-            let r = try await call(
-                .POST, url, json: applyBody(.abfl, ref: ref, score: score, amount: amount, tenure: tenure),
+            let r = try await simCall(
+                .POST, url, json: simApplyBody(.abfl, ref: ref, score: score, amount: amount, tenure: tenure),
                 headers: abflKey)
             #expect(r.status == 200)
             #expect(r.json?.value(at: "decision") == .string(want), "\(ref)")
             #expect(r.json?.value(at: "partner_ref") == .string(ref))
         }
-        let declined = try await call(
+        let declined = try await simCall(
             .GET, sim.urls["abfl"]! + "/api/v1/emi/applications/by-partner-ref/r-score", headers: abflKey)
         guard case .string(let remarks) = declined.json?.value(at: "remarks") else {
             Issue.record("no remarks")
@@ -246,37 +249,41 @@ func applyBody(_ shape: LenderAPIShape, ref: String, score: Int = 780, amount: I
         let sim = try await RunningSimulator.start()
         let base = sim.urls["piramal"]!
         let key = ["Ocp-Apim-Subscription-Key": "sim-piramal-5d27e0"]
-        let first = try await call(
-            .POST, base + "/los/v2/leads", json: applyBody(.piramal, ref: "idem-1", amount: 4_000_000), headers: key)
-        let again = try await call(
-            .POST, base + "/los/v2/leads", json: applyBody(.piramal, ref: "idem-1", amount: 4_000_000), headers: key)
+        let first = try await simCall(
+            .POST, base + "/los/v2/leads", json: simApplyBody(.piramal, ref: "idem-1", amount: 4_000_000), headers: key)
+        let again = try await simCall(
+            .POST, base + "/los/v2/leads", json: simApplyBody(.piramal, ref: "idem-1", amount: 4_000_000), headers: key)
         #expect(first.status == 200 && again.status == 200)
         #expect(first.json?.value(at: "leadId") != nil)
         #expect(first.json?.value(at: "leadId") == again.json?.value(at: "leadId"))
         #expect(first.json?.value(at: "leadStatus") == .string("SANCTIONED"))
 
-        let status = try await call(.GET, base + "/los/v2/leads?leadReference=idem-1", headers: key)
+        let status = try await simCall(.GET, base + "/los/v2/leads?leadReference=idem-1", headers: key)
         #expect(status.status == 200)
         #expect(status.json?.value(at: "leadId") == first.json?.value(at: "leadId"))
-        let unknown = try await call(.GET, base + "/los/v2/leads?leadReference=never-sent", headers: key)
+        let unknown = try await simCall(.GET, base + "/los/v2/leads?leadReference=never-sent", headers: key)
         #expect(unknown.status == 404)
         #expect(
-            try await call(.GET, sim.urls["abfl"]! + "/api/v1/emi/applications/by-partner-ref/nope", headers: abflKey)
-                .status == 404)
+            try await simCall(
+                .GET, sim.urls["abfl"]! + "/api/v1/emi/applications/by-partner-ref/nope", headers: abflKey
+            )
+            .status == 404)
 
         guard case .string(let leadID) = first.json?.value(at: "leadId") else {
             await sim.stop()
             return
         }
-        let d1 = try await call(.POST, base + "/los/v2/leads/\(leadID)/disbursement", json: .object([:]), headers: key)
-        let d2 = try await call(.POST, base + "/los/v2/leads/\(leadID)/disbursement", json: .object([:]), headers: key)
+        let d1 = try await simCall(
+            .POST, base + "/los/v2/leads/\(leadID)/disbursement", json: .object([:]), headers: key)
+        let d2 = try await simCall(
+            .POST, base + "/los/v2/leads/\(leadID)/disbursement", json: .object([:]), headers: key)
         #expect(d1.status == 200 && d2.status == 200)
         #expect(d2.json?.value(at: "disbursementStatus") == .string("SUCCESS"))
-        #expect(try await call(.POST, base + "/los/v2/leads/PFL-LD-99/disbursement", headers: key).status == 404)
-        let cancel = try await call(.POST, base + "/los/v2/leads/\(leadID)/cancellation", headers: key)
+        #expect(try await simCall(.POST, base + "/los/v2/leads/PFL-LD-99/disbursement", headers: key).status == 404)
+        let cancel = try await simCall(.POST, base + "/los/v2/leads/\(leadID)/cancellation", headers: key)
         #expect(cancel.status == 409)
 
-        let loans = try await call(.GET, sim.control + "/_sim/loans?lender=piramal")
+        let loans = try await simCall(.GET, sim.control + "/_sim/loans?lender=piramal")
         guard case .array(let lenders) = loans.json?.value(at: "lenders"), let p = lenders.first,
             case .array(let rows) = p.value(at: "loans"), let row = rows.first
         else {
@@ -293,9 +300,35 @@ func applyBody(_ shape: LenderAPIShape, ref: String, score: Int = 780, amount: I
         await sim.stop()
     }
 
+    @Test func percentEncodedReferencesFindTheirLoan() async throws {
+        let sim = try await RunningSimulator.start()
+        // Flux percent-encodes rendered values in paths and query strings.
+        let ref = "app:01J9/x y"
+        let encoded = "app%3A01J9%2Fx%20y"
+        let headers = try await heroToken(sim)
+        let hero = sim.urls["hero"]!
+        let applied = try await simCall(
+            .POST, hero + "/v2/loans", json: simApplyBody(.hero, ref: ref), headers: headers)
+        #expect(applied.status == 200)
+        let status = try await simCall(.GET, hero + "/v2/loans/by-ref/\(encoded)", headers: headers)
+        #expect(status.status == 200)
+        #expect(status.json?.value(at: "ref") == .string(ref))
+
+        let key = ["Ocp-Apim-Subscription-Key": "sim-piramal-5d27e0"]
+        let piramal = sim.urls["piramal"]!
+        #expect(
+            try await simCall(.POST, piramal + "/los/v2/leads", json: simApplyBody(.piramal, ref: ref), headers: key)
+                .status
+                == 200)
+        let byQuery = try await simCall(.GET, piramal + "/los/v2/leads?leadReference=\(encoded)", headers: key)
+        #expect(byQuery.status == 200)
+        #expect(byQuery.json?.value(at: "leadReference") == .string(ref))
+        await sim.stop()
+    }
+
     @Test func ghostModeRecordsTheLoanButReplaysLate() async throws {
         let sim = try await RunningSimulator.start()
-        let control = try await call(
+        let control = try await simCall(
             .POST, sim.control + "/_sim/control",
             json: .object(["lender": .string("hero"), "ghost_mode": .bool(true), "ghost_delay_ms": .int(1500)]))
         #expect(control.status == 200)
@@ -305,16 +338,16 @@ func applyBody(_ shape: LenderAPIShape, ref: String, score: Int = 780, amount: I
         let headers = try await heroToken(sim)
         let base = sim.urls["hero"]!
         await #expect(throws: HTTPClientError.self) {
-            _ = try await call(
-                .POST, base + "/v2/loans", json: applyBody(.hero, ref: "ghost-1"), headers: headers,
+            _ = try await simCall(
+                .POST, base + "/v2/loans", json: simApplyBody(.hero, ref: "ghost-1"), headers: headers,
                 timeout: .milliseconds(150))
         }
         // The caller timed out, but the lender lent: status tells.
-        let status = try await call(.GET, base + "/v2/loans/by-ref/ghost-1", headers: headers)
+        let status = try await simCall(.GET, base + "/v2/loans/by-ref/ghost-1", headers: headers)
         #expect(status.status == 200)
         #expect(status.json?.value(at: "status") == .string("APPROVED"))
         // A re-sent apply is answered from the record (and, in ghost mode, late again): no second loan.
-        let loans = try await call(.GET, sim.control + "/_sim/loans?lender=hero")
+        let loans = try await simCall(.GET, sim.control + "/_sim/loans?lender=hero")
         guard case .array(let lenders) = loans.json?.value(at: "lenders"), let h = lenders.first else {
             Issue.record("no loans report")
             await sim.stop()
@@ -329,23 +362,24 @@ func applyBody(_ shape: LenderAPIShape, ref: String, score: Int = 780, amount: I
         let sim = try await RunningSimulator.start()
         let abfl = sim.urls["abfl"]!
         let url = abfl + LenderAPIShape.abfl.applyPath
-        _ = try await call(
+        _ = try await simCall(
             .POST, sim.control + "/_sim/control",
             json: .object(["lenders": .array([.string("abfl")]), "outage": .string("503")]))
-        let down = try await call(.POST, url, json: applyBody(.abfl, ref: "out-1"), headers: abflKey)
+        let down = try await simCall(.POST, url, json: simApplyBody(.abfl, ref: "out-1"), headers: abflKey)
         #expect(down.status == 503)
         #expect(down.header("Retry-After") == "1")
         #expect(
-            try await call(.GET, abfl + "/api/v1/emi/applications/by-partner-ref/out-1", headers: abflKey).status == 503
+            try await simCall(.GET, abfl + "/api/v1/emi/applications/by-partner-ref/out-1", headers: abflKey).status
+                == 503
         )
 
-        _ = try await call(
+        _ = try await simCall(
             .POST, sim.control + "/_sim/control",
             json: .object(["lender": .string("abfl"), "outage": .string("refuse")]))
         var refused = false
         for _ in 0..<100 where !refused {
             do {
-                _ = try await call(.GET, abfl + "/_sim/control", timeout: .milliseconds(500))
+                _ = try await simCall(.GET, abfl + "/_sim/control", timeout: .milliseconds(500))
                 try await Task.sleep(for: .milliseconds(20))
             } catch {
                 // Only a refused connection counts. While the server shuts down, a pooled
@@ -355,16 +389,16 @@ func applyBody(_ shape: LenderAPIShape, ref: String, score: Int = 780, amount: I
         }
         #expect(refused, "port still open in refuse mode")
 
-        _ = try await call(
+        _ = try await simCall(
             .POST, sim.control + "/_sim/control", json: .object(["lender": .string("abfl"), "outage": .string("none")]))
-        var back: HTTPReply?
+        var back: SimHTTPReply?
         for _ in 0..<100 where back == nil {
-            back = try? await call(
-                .POST, url, json: applyBody(.abfl, ref: "out-1"), headers: abflKey, timeout: .milliseconds(500))
+            back = try? await simCall(
+                .POST, url, json: simApplyBody(.abfl, ref: "out-1"), headers: abflKey, timeout: .milliseconds(500))
             if back == nil { try await Task.sleep(for: .milliseconds(20)) }
         }
         #expect(back?.status == 200)
-        let loans = try await call(.GET, sim.control + "/_sim/loans?lender=abfl")
+        let loans = try await simCall(.GET, sim.control + "/_sim/loans?lender=abfl")
         guard case .array(let lenders) = loans.json?.value(at: "lenders"), let a = lenders.first else {
             Issue.record("no loans report")
             await sim.stop()
@@ -380,26 +414,26 @@ func applyBody(_ shape: LenderAPIShape, ref: String, score: Int = 780, amount: I
             $0.maxBodyBytes = 2048
         }
         let url = sim.urls["abfl"]! + LenderAPIShape.abfl.applyPath
-        #expect(try await call(.POST, url, raw: Data("{not json".utf8), headers: abflKey).status == 400)
-        var missing = applyBody(.abfl, ref: "b-1")
+        #expect(try await simCall(.POST, url, raw: Data("{not json".utf8), headers: abflKey).status == 400)
+        var missing = simApplyBody(.abfl, ref: "b-1")
         missing.set(.null, at: "applicant")
-        let r = try await call(.POST, url, json: missing, headers: abflKey)
+        let r = try await simCall(.POST, url, json: missing, headers: abflKey)
         #expect(r.status == 422)
         #expect(r.json?.value(at: "error.field") == .string("applicant.pan"))
-        #expect(try await call(.POST, url, raw: Data(repeating: 0x20, count: 4096), headers: abflKey).status == 413)
-        let badControl = try await call(.POST, sim.control + "/_sim/control", json: .object(["error_rate": .int(3)]))
+        #expect(try await simCall(.POST, url, raw: Data(repeating: 0x20, count: 4096), headers: abflKey).status == 413)
+        let badControl = try await simCall(.POST, sim.control + "/_sim/control", json: .object(["error_rate": .int(3)]))
         #expect(badControl.status == 422)
         #expect(
-            try await call(.POST, sim.control + "/_sim/control", json: .object(["lender": .string("sbi")])).status
+            try await simCall(.POST, sim.control + "/_sim/control", json: .object(["lender": .string("sbi")])).status
                 == 404)
 
-        _ = try await call(
+        _ = try await simCall(
             .POST, sim.control + "/_sim/control", json: .object(["lender": .string("abfl"), "error_rate": .int(1)]))
-        #expect(try await call(.POST, url, json: applyBody(.abfl, ref: "e-1"), headers: abflKey).status == 500)
-        _ = try await call(
+        #expect(try await simCall(.POST, url, json: simApplyBody(.abfl, ref: "e-1"), headers: abflKey).status == 500)
+        _ = try await simCall(
             .POST, sim.control + "/_sim/control", json: .object(["lender": .string("abfl"), "error_rate": .int(0)]))
         #expect(
-            try await call(.GET, sim.urls["abfl"]! + "/api/v1/emi/applications/by-partner-ref/e-1", headers: abflKey)
+            try await simCall(.GET, sim.urls["abfl"]! + "/api/v1/emi/applications/by-partner-ref/e-1", headers: abflKey)
                 .status == 404)
         await sim.stop()
     }

@@ -19,6 +19,7 @@ public struct CheckoutBodyGenerator: Sendable {
         var sku: String
         var category: String
         var pricePaise: Int64
+        var weight: Int
     }
 
     static let merchants: [(id: String, stores: [String])] = [
@@ -27,20 +28,24 @@ public struct CheckoutBodyGenerator: Sendable {
         ("vijay-sales", ["vs-mum-11", "vs-ahd-02"]),
         ("poorvika", ["pv-chn-05", "pv-cbe-01"]),
     ]
+    /// Weighted towards what is bought on EMI at a store: phones first, then TVs and appliances.
     static let products: [Product] = [
-        Product(sku: "iphone-16-128", category: "mobile", pricePaise: 7_990_000),
-        Product(sku: "galaxy-s24-256", category: "mobile", pricePaise: 7_499_900),
-        Product(sku: "redmi-note-13", category: "mobile", pricePaise: 1_799_900),
-        Product(sku: "macbook-air-m3", category: "laptop", pricePaise: 11_490_000),
-        Product(sku: "thinkpad-e14", category: "laptop", pricePaise: 6_849_000),
-        Product(sku: "lg-oled-55", category: "television", pricePaise: 13_999_000),
-        Product(sku: "sony-bravia-43", category: "television", pricePaise: 4_499_000),
-        Product(sku: "samsung-ff-653l", category: "refrigerator", pricePaise: 8_990_000),
-        Product(sku: "ifb-fl-8kg", category: "washing_machine", pricePaise: 3_749_000),
-        Product(sku: "daikin-1.5t-inv", category: "air_conditioner", pricePaise: 4_690_000),
-        Product(sku: "boat-airdopes", category: "audio", pricePaise: 149_900),
-        Product(sku: "rolex-datejust", category: "watch", pricePaise: 95_000_000),
+        Product(sku: "iphone-16-128", category: "mobile", pricePaise: 7_990_000, weight: 14),
+        Product(sku: "galaxy-s24-256", category: "mobile", pricePaise: 7_499_900, weight: 10),
+        Product(sku: "redmi-note-13", category: "mobile", pricePaise: 1_799_900, weight: 14),
+        Product(sku: "macbook-air-m3", category: "laptop", pricePaise: 11_490_000, weight: 6),
+        Product(sku: "thinkpad-e14", category: "laptop", pricePaise: 6_849_000, weight: 6),
+        Product(sku: "lg-oled-55", category: "television", pricePaise: 13_999_000, weight: 4),
+        Product(sku: "sony-bravia-43", category: "television", pricePaise: 4_499_000, weight: 10),
+        Product(sku: "samsung-ff-653l", category: "refrigerator", pricePaise: 8_990_000, weight: 6),
+        Product(sku: "ifb-fl-8kg", category: "washing_machine", pricePaise: 3_749_000, weight: 10),
+        Product(sku: "daikin-1.5t-inv", category: "air_conditioner", pricePaise: 4_690_000, weight: 10),
+        Product(sku: "boat-airdopes", category: "audio", pricePaise: 149_900, weight: 8),
+        // Over every lender's ticket size: declined without a lender being asked.
+        Product(sku: "rolex-datejust", category: "watch", pricePaise: 95_000_000, weight: 2),
     ]
+    static let productWeightTotal = products.reduce(0) { $0 + $1.weight }
+
     static let firstNames = [
         "Asha", "Rohan", "Priya", "Vikram", "Ananya", "Arjun", "Meera", "Karthik", "Divya", "Rahul", "Sneha",
         "Aditya", "Lakshmi", "Imran", "Fatima", "Gurpreet", "Neha", "Suresh", "Kavya", "Manoj",
@@ -67,8 +72,7 @@ public struct CheckoutBodyGenerator: Sendable {
         let n = sequence
         let merchant = Self.merchants[pick(Self.merchants.count)]
         let store = merchant.stores[pick(merchant.stores.count)]
-        // Mostly phones and mid-range goods; the watch is there to be declined on amount.
-        let product = Self.products[pick(Self.products.count)]
+        let product = pickProduct()
         let first = Self.firstNames[pick(Self.firstNames.count)]
         let last = Self.lastNames[pick(Self.lastNames.count)]
         let score = bureauScore()
@@ -128,6 +132,15 @@ public struct CheckoutBodyGenerator: Sendable {
         s += String(repeating: "0", count: 4 - digits.count) + digits
         s.append(letters[pick(26)])
         return s
+    }
+
+    private mutating func pickProduct() -> Product {
+        var r = pick(Self.productWeightTotal)
+        for p in Self.products {
+            if r < p.weight { return p }
+            r -= p.weight
+        }
+        return Self.products[0]
     }
 
     static func twoDigits(_ n: Int) -> String { n < 10 ? "0\(n)" : "\(n)" }

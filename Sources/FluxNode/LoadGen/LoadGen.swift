@@ -92,6 +92,26 @@ public struct LoadReport: Sendable {
     public var maxMs: Double { ms(latency.max) }
     private func ms(_ ns: UInt64) -> Double { Double(ns) / 1_000_000 }
 
+    /// The report as one JSON object (`--json`): counts, rates and latencies in milliseconds.
+    public func renderJSON() -> String {
+        func ms(_ v: Double) -> SimJSON { .double((v * 1000).rounded() / 1000) }
+        let json = SimJSON.object([
+            "targets": .array(targets.map(SimJSON.string)),
+            "intended_rate": .double(intendedRate), "duration_s": .double(durationSeconds),
+            "sent": .int(Int64(sent)), "completed": .int(Int64(completed)), "dropped": .int(Int64(dropped)),
+            "errors": .object(errors.mapValues { .int(Int64($0)) }),
+            "by_http_status": .object(
+                Dictionary(uniqueKeysWithValues: byHTTPStatus.map { (String($0.key), .int(Int64($0.value))) })),
+            "by_application_status": .object(byApplicationStatus.mapValues { .int(Int64($0)) }),
+            "elapsed_s": .double(elapsedSeconds), "achieved_rate": .double((achievedRate * 10).rounded() / 10),
+            "latency_ms": .object([
+                "p50": ms(p50Ms), "p90": ms(p90Ms), "p99": ms(p99Ms), "p99_9": ms(p999Ms), "max": ms(maxMs),
+                "mean": ms(latency.mean / 1_000_000),
+            ]),
+        ])
+        return String(decoding: json.encoded(), as: UTF8.self)
+    }
+
     /// A readable table for the terminal.
     public func render() -> String {
         func f(_ v: Double, _ digits: Int = 2) -> String { String(format: "%.\(digits)f", v) }
@@ -189,8 +209,11 @@ func runLoadGen(options: LoadGenOptions, client: HTTPClient, logger: Logger) asy
     let total = Int((options.rate * options.durationSeconds).rounded())
     let interval = 1.0 / options.rate
     let tally = LoadTally()
+    // Bodies follow the seed; ids and keys also carry the time and a random part, so two runs
+    // against the same cluster (a warm-up and a measurement, say) never share a key or customer.
     let runID =
         String(options.seed % 0xFFFF_FFFF, radix: 36) + "-" + String(UInt64(Date().timeIntervalSince1970), radix: 36)
+        + String(UInt16.random(in: .min ... .max), radix: 36)
     var generator = CheckoutBodyGenerator(seed: options.seed, runID: runID)
     let urls = options.targets.map { $0.absoluteString.trimmingSuffix("/") + "/v1/applications" }
     let timeout = TimeAmount.nanoseconds(Int64((Double(options.waitSeconds) + options.timeoutSeconds) * 1e9))

@@ -97,7 +97,7 @@ struct LenderAPIShape: Sendable {
 
     /// Tata Capital-like: everything wrapped in `data`, lower-case outcome words, nested pricing.
     static let tata = LenderAPIShape(
-        name: "tata", loanIDPrefix: "TCL/CD/",
+        name: "tata", loanIDPrefix: "TCL-CD-",
         applyPath: "/consumer-durable/v1/proposals",
         status: .path("/consumer-durable/v1/proposals/external/:ref"),
         disbursePath: "/consumer-durable/v1/proposals/:id/disbursements",

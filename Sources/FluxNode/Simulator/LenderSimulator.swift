@@ -214,7 +214,7 @@ public final class LenderSimulator: Sendable {
             router.get(RouterPath(path)) { request, context -> Response in
                 let (early, delay) = await admit(request)
                 if let early { return early }
-                return try await statusReply(context.parameters.get("ref"), delay: delay)
+                return try await statusReply(Self.parameter(context.parameters.get("ref")), delay: delay)
             }
         case .query(let path, let param):
             router.get(RouterPath(path)) { request, _ -> Response in
@@ -227,7 +227,7 @@ public final class LenderSimulator: Sendable {
         router.post(RouterPath(shape.disbursePath)) { request, context -> Response in
             let (early, delay) = await admit(request)
             if let early { return early }
-            let id = context.parameters.get("id") ?? ""
+            let id = Self.parameter(context.parameters.get("id"))
             let result = await lender.disburse(loanID: id)
             try await Self.pause(delay)
             switch result {
@@ -241,7 +241,7 @@ public final class LenderSimulator: Sendable {
         router.post(RouterPath(shape.cancelPath)) { request, context -> Response in
             let (early, delay) = await admit(request)
             if let early { return early }
-            let id = context.parameters.get("id") ?? ""
+            let id = Self.parameter(context.parameters.get("id"))
             let result = await lender.cancel(loanID: id)
             try await Self.pause(delay)
             switch result {
@@ -363,6 +363,12 @@ public final class LenderSimulator: Sendable {
     }
 
     // MARK: Helpers
+
+    /// A path parameter, percent-decoded (callers encode references that hold reserved characters).
+    static func parameter(_ raw: String?) -> String {
+        guard let raw else { return "" }
+        return raw.removingPercentEncoding ?? raw
+    }
 
     static func pause(_ ms: Int) async throws {
         if ms > 0 { try await Task.sleep(for: .milliseconds(ms)) }
