@@ -297,6 +297,15 @@ func simApplyBody(_ shape: LenderAPIShape, ref: String, score: Int = 780, amount
         #expect(row.value(at: "apply_calls") == .int(2))
         #expect(row.value(at: "disburse_calls") == .int(2))
         #expect(loans.json?.value(at: "live_at_several_lenders") == .array([]))
+        let summary = try await simCall(.GET, sim.control + "/_sim/loans?summary=true")
+        guard case .array(let all) = summary.json?.value(at: "lenders") else {
+            Issue.record("no summary")
+            await sim.stop()
+            return
+        }
+        #expect(all.count == 4)
+        #expect(all.allSatisfy { $0.value(at: "loans") == nil && $0.value(at: "count_by_reference") == nil })
+        #expect(all.first { $0.value(at: "id") == .string("piramal") }?.value(at: "max_count_per_reference") == .int(1))
         await sim.stop()
     }
 

@@ -257,7 +257,8 @@ public final class LenderSimulator: Sendable {
     private func addControlRoutes(to router: Router<BasicRequestContext>) {
         router.get("/_sim/loans") { request, _ -> Response in
             let only = request.uri.queryParameters.get("lender")
-            return Self.json(.ok, await self.loansReport(only: only))
+            let summary = request.uri.queryParameters.get("summary") == "true"
+            return Self.json(.ok, await self.loansReport(only: only, summary: summary))
         }
         router.get("/_sim/control") { _, _ -> Response in
             Self.json(.ok, await self.behaviourReport())
@@ -291,13 +292,15 @@ public final class LenderSimulator: Sendable {
         }
         router.post("/_sim/reset") { _, _ -> Response in
             for lender in self.lenders { await lender.reset() }
-            return Self.json(.ok, await self.loansReport(only: nil))
+            return Self.json(.ok, await self.loansReport(only: nil, summary: true))
         }
     }
 
     /// `GET /_sim/loans`: every application each lender holds, a count per reference, and the
     /// references that hold a live loan at more than one lender (which must stay empty).
-    func loansReport(only: String?) async -> SimJSON {
+    /// `summary` leaves out the per-loan rows and per-reference counts (large after a load run)
+    /// and gives the highest count per reference instead.
+    func loansReport(only: String?, summary: Bool = false) async -> SimJSON {
         var lenderViews: [SimJSON] = []
         var liveAt: [String: [String]] = [:]
         for lender in lenders {
@@ -322,7 +325,7 @@ public final class LenderSimulator: Sendable {
                 if loan.state == .approved || loan.state == .disbursed {
                     liveAt[loan.reference, default: []].append(lender.config.id)
                 }
-                if only != nil && only != lender.config.id { continue }
+                if summary || (only != nil && only != lender.config.id) { continue }
                 rows.append(
                     .object([
                         "reference": .string(loan.reference), "loan_id": .string(loan.loanID),
@@ -331,17 +334,26 @@ public final class LenderSimulator: Sendable {
                         "amount_paise": .int(loan.amountPaise), "tenure_months": .int(Int64(loan.tenureMonths)),
                         "rate_bps": .int(Int64(loan.rateBps)), "apply_calls": .int(Int64(loan.applyCalls)),
                         "disburse_calls": .int(Int64(loan.disburseCalls)),
-                        "created_at": .string(Self.rfc3339(loan.createdAt)),
+                        "created_at": .string(loan.createdAt.formatted(.iso8601)),
                     ]))
             }
             if only != nil && only != lender.config.id { continue }
-            lenderViews.append(
-                .object([
-                    "id": .string(lender.config.id), "applications": .int(Int64(loans.count)),
-                    "approved": .int(Int64(approved)), "disbursed": .int(Int64(disbursed)),
-                    "cancelled": .int(Int64(cancelled)), "count_by_reference": .object(counts),
-                    "loans": .array(rows),
-                ]))
+            var view: [String: SimJSON] = [
+                "id": .string(lender.config.id), "applications": .int(Int64(loans.count)),
+                "approved": .int(Int64(approved)), "disbursed": .int(Int64(disbursed)),
+                "cancelled": .int(Int64(cancelled)),
+            ]
+            if summary {
+                let highest = counts.values.reduce(Int64(0)) { m, v in
+                    if case .int(let n) = v { return max(m, n) }
+                    return m
+                }
+                view["max_count_per_reference"] = .int(highest)
+            } else {
+                view["count_by_reference"] = .object(counts)
+                view["loans"] = .array(rows)
+            }
+            lenderViews.append(.object(view))
         }
         let several = liveAt.filter { $0.value.count > 1 }.keys.sorted().map(SimJSON.string)
         return .object(["lenders": .array(lenderViews), "live_at_several_lenders": .array(several)])
@@ -418,12 +430,6 @@ public final class LenderSimulator: Sendable {
             s.replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? String(s)
         }
         return (decode(text[..<colon]), decode(text[text.index(after: colon)...]))
-    }
-
-    static func rfc3339(_ date: Date) -> String {
-        let f = ISO8601DateFormatter()
-        f.formatOptions = [.withInternetDateTime]
-        return f.string(from: date)
     }
 }
 
