@@ -284,6 +284,11 @@ import Testing
         // Unmatched acks and nacks change nothing.
         #expect(m.receive(.ack(sequence: 999, target: "b", updates: []), from: "b", now: .seconds(1)).isEmpty)
         #expect(m.receive(.nack(sequence: 999, target: "b", updates: []), from: "b", now: .seconds(1)).isEmpty)
+        // A flood of records in one message is cut at a full member list.
+        var flooded = Self.machine(knowing: ["b"], settings: SWIMSettings(maxFullSync: 10))
+        let flood = [Self.update("b")] + (0..<1000).map { Self.update("x\($0)") }
+        _ = flooded.receive(.ping(sequence: 5, updates: flood), from: "b", now: .seconds(1))
+        #expect(flooded.members.count == 1 + 10 + 2)  // itself + the first 12 records
         // Piggyback is bounded.
         var big = Self.machine(knowing: (0..<100).map { "n\($0)" }, settings: SWIMSettings(maxPiggyback: 5))
         let ping = Self.sends(big.tick(now: .seconds(1))).first

@@ -179,7 +179,8 @@ public struct SWIMStateMachine: Sendable {
         guard from != myself else { return [] }
         var out: [SWIMDirective] = []
         let senderWasIn = records[from]?.update.status.isInCluster ?? false
-        for u in message.updates { apply(u, &out) }
+        // No honest message carries more than a full member list plus two records.
+        for u in message.updates.prefix(settings.maxFullSync + 2) { apply(u, &out) }
         let senderIsIn = records[from]?.update.status.isInCluster ?? false
         // A member that just (re)joined, or asks with a join ping, gets the whole list.
         let fullSync = senderIsIn && (!senderWasIn || message.sequence == 0)
