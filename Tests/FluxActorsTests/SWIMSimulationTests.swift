@@ -61,7 +61,6 @@ import Testing
         let reached = sim.run(until: allSeeDead, limit: bound * 2)
         let at = try #require(reached)
         let took = at - killedAt
-        print("killed node seen dead by all after \(took), bound \(bound)")
         #expect(took <= bound, "took \(took), bound \(bound)")
         // Not before anyone could have finished the shortest suspicion.
         #expect(took >= settings.suspicionMinimum(members: 50))
@@ -73,7 +72,6 @@ import Testing
         var sim = Self.formedCluster(nodes: 5, seed: 4)
         #expect(sim.run(until: { $0.converged() }, limit: .seconds(30)) != nil)
         let target = SWIMSimulation.id(3)
-        let cutAt = sim.now
         // Cut node 3 off until someone suspects it, then let it answer again (well before the
         // shortest suspicion timeout).
         sim.isolated = [3]
