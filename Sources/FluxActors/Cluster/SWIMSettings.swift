@@ -22,7 +22,8 @@ public struct SWIMSettings: Sendable, Equatable {
     /// Most pieces of news on one message (besides the sender's own record and, for a suspect
     /// receiver, its suspicion).
     public var maxPiggyback: Int
-    /// Most members sent in the full list a node receives when it joins.
+    /// Most records in the full list a node receives when it joins (its own included); matches
+    /// FluxWire's bound on updates per message.
     public var maxFullSync: Int
     /// How long dead and left members stay listed before they are forgotten (CONTRACT §4: ≥ 1 h).
     public var deadRetention: Duration
@@ -36,7 +37,7 @@ public struct SWIMSettings: Sendable, Equatable {
         indirectTimeout: Duration? = nil,
         gossipMult: Int = 4,
         maxPiggyback: Int = 16,
-        maxFullSync: Int = 1024,
+        maxFullSync: Int = 256,
         deadRetention: Duration = .seconds(3600)
     ) {
         self.probeInterval = probeInterval
