@@ -20,8 +20,9 @@ public final class AsyncHTTPClientTransport: HTTPTransport {
         config.connectionPool = .init(
             idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: connectionsPerHost)
         config.connectionPool.retryConnectionEstablishment = false
-        config.timeout.connect = .nanoseconds(Int64(connectTimeout.components.seconds) * 1_000_000_000
-            + connectTimeout.components.attoseconds / 1_000_000_000)
+        config.timeout.connect = .nanoseconds(
+            Int64(connectTimeout.components.seconds) * 1_000_000_000
+                + connectTimeout.components.attoseconds / 1_000_000_000)
         config.decompression = .disabled
         client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
     }
@@ -49,7 +50,8 @@ public final class AsyncHTTPClientTransport: HTTPTransport {
                 _ = e
                 throw TransportError.other("reply larger than 1 MiB")
             }
-            return LenderHTTPResponse(status: Int(resp.status.code), headers: headers, body: Array(buffer.readableBytesView))
+            return LenderHTTPResponse(
+                status: Int(resp.status.code), headers: headers, body: Array(buffer.readableBytesView))
         } catch let e as TransportError {
             throw e
         } catch {

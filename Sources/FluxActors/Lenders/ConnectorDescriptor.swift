@@ -211,15 +211,14 @@ private struct DescriptorParser {
         guard s.utf8.count <= ConnectorDescriptor.maxString else {
             throw fail(p, "is longer than \(ConnectorDescriptor.maxString) bytes")
         }
-        do {
-            let (resolved, _) = try resolver.resolveAll(in: s)
-            guard !resolved.isEmpty else { throw fail(p, "resolves to an empty string") }
-            return resolved
-        } catch let e as TemplateCompileError {
-            throw fail(p, e.message)
+        let resolved: String
+        do throws(TemplateCompileError) {
+            (resolved, _) = try resolver.resolveAll(in: s)
         } catch {
-            throw fail(p, "\(error)")
+            throw fail(p, error.message)
         }
+        guard !resolved.isEmpty else { throw fail(p, "resolves to an empty string") }
+        return resolved
     }
 
     func required(_ o: [String: JSONValue], _ key: String, _ path: String) throws(DescriptorError) -> String {
@@ -298,10 +297,11 @@ private struct DescriptorParser {
         }
 
         let auth = try parseAuth(top["auth"], baseURL: baseURL)
-        let env = TemplateEnvironment(
+        var env = TemplateEnvironment(
             secretNames: Set(secrets.keys),
             tokenAvailable: { if case .oauth2ClientCredentials = auth { true } else { false } }(),
             resolver: resolver)
+        env.secretValues = secrets
         let authTemplates: LenderAuth
         switch auth {
         case .apiKey(let header, _):

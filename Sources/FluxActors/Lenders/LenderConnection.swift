@@ -245,7 +245,9 @@ public actor LenderConnection {
         var failed: Bool? = true
         switch r.result {
         case .notSent(let reason, let counts):
-            outcome = counts ? .unknown(reason: reason) : .failed(reason: reason)
+            // Only a template that cannot render is final; auth and bulkhead failures are
+            // passing, and disburse is idempotent by reference: ask again.
+            outcome = r.renderFailed ? .failed(reason: reason) : .unknown(reason: reason)
             if !counts { failed = nil }
         case .transport(let e): outcome = .unknown(reason: e.reason)
         case .reply(let resp):
@@ -314,11 +316,11 @@ public actor LenderConnection {
     }
 
     func perform(_ op: LenderOperation, _ context: LenderCallContext) async -> (
-        result: CallResult, tries: Int, nanos: UInt64
+        result: CallResult, tries: Int, nanos: UInt64, renderFailed: Bool
     ) {
         let start = clock.nowNanos()
         guard await enterBulkhead() else {
-            return (.notSent("bulkhead full", countsAsFailure: false), 0, 0)
+            return (.notSent("bulkhead full", countsAsFailure: false), 0, 0, false)
         }
         defer { leaveBulkhead() }
         let spec = descriptor.operations[op]!
@@ -332,7 +334,9 @@ public actor LenderConnection {
                 switch await currentToken() {
                 case .success(let t): tokenValue = t
                 case .failure(.notSent(let reason, let counts)):
-                    return (.notSent("auth: " + reason, countsAsFailure: counts), tries, clock.nowNanos() &- start)
+                    return (
+                        .notSent("auth: " + reason, countsAsFailure: counts), tries, clock.nowNanos() &- start, false
+                    )
                 }
             }
             let scope = TemplateScope(
@@ -341,7 +345,7 @@ public actor LenderConnection {
             do {
                 request = try descriptor.request(for: op, scope: scope)
             } catch {
-                return (.notSent(error.message, countsAsFailure: false), tries, clock.nowNanos() &- start)
+                return (.notSent(error.message, countsAsFailure: false), tries, clock.nowNanos() &- start, true)
             }
             tries += 1
             retryTries += 1
@@ -358,7 +362,7 @@ public actor LenderConnection {
                     continue
                 }
                 guard !(200..<300).contains(resp.status) else {
-                    return (.reply(resp), tries, clock.nowNanos() &- start)
+                    return (.reply(resp), tries, clock.nowNanos() &- start, false)
                 }
                 failure = .http(resp.status)
                 result = .reply(resp)
@@ -368,7 +372,7 @@ public actor LenderConnection {
             }
             switch descriptor.retry.decide(after: failure, operation: op, triesSoFar: retryTries, using: &rng) {
             case .giveUp:
-                return (result, tries, clock.nowNanos() &- start)
+                return (result, tries, clock.nowNanos() &- start, false)
             case .retry(let ms):
                 if ms > 0 { await clock.sleep(.milliseconds(ms)) }
             }

@@ -25,7 +25,10 @@ extension ConnectorDescriptor {
         }
         var body: [UInt8]? = nil
         if let b = spec.body {
-            body = JSONWriter.bytes(try b.render(scope))
+            var bytes: [UInt8] = []
+            bytes.reserveCapacity(512)
+            try b.write(scope, into: &bytes)
+            body = bytes
             if !spec.headers.contains(where: { $0.name.lowercased() == "content-type" }) {
                 headers.append(LenderHTTPHeader("Content-Type", "application/json"))
             }

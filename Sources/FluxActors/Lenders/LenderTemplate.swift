@@ -118,6 +118,8 @@ public struct TemplateCompileError: Error, Sendable, Equatable {
 /// What a template is allowed to name, decided by the descriptor (its secrets, its auth type).
 struct TemplateEnvironment: Sendable {
     var secretNames: Set<String>
+    /// The descriptor's resolved secrets, so constant filter keys are prepared once.
+    var secretValues: [String: JSONValue] = [:]
     var tokenAvailable: Bool
     var resolver: ReferenceResolver
 }
@@ -136,6 +138,9 @@ struct TemplateExpression: Sendable {
     enum Filter: Sendable {
         case sha256, base64, base64url, upper, lower, iso8601
         case hmacSHA256(key: Argument)
+        /// The key is a constant (a literal, a reference or a descriptor secret): the keyed
+        /// state is computed once at compile time and copied per render.
+        case hmacSHA256Keyed(HMAC<SHA256>)
     }
 
     indirect enum Argument: Sendable {
@@ -181,7 +186,16 @@ struct TemplateExpression: Sendable {
             case "iso8601": simple = .iso8601
             case "hmac_sha256":
                 guard let arg else { throw TemplateCompileError("filter hmac_sha256 needs a key: hmac_sha256:KEY") }
-                filters.append(.hmacSHA256(key: try Self.compileArgument(arg, env: env)))
+                let key = try Self.compileArgument(arg, env: env)
+                if case .literal(let k) = key {
+                    filters.append(.hmacSHA256Keyed(HMAC<SHA256>(key: SymmetricKey(data: Array(k.utf8)))))
+                } else if case .path(let e) = key, case .secret(let name) = e.root, e.steps.isEmpty,
+                    let v = env.secretValues[name], let k = try? Self.text(of: v, for: e)
+                {
+                    filters.append(.hmacSHA256Keyed(HMAC<SHA256>(key: SymmetricKey(data: Array(k.utf8)))))
+                } else {
+                    filters.append(.hmacSHA256(key: key))
+                }
                 continue
             default:
                 throw TemplateCompileError(
@@ -401,6 +415,10 @@ struct TemplateExpression: Sendable {
                 let mac = HMAC<SHA256>.authenticationCode(
                     for: Array(s.utf8), using: SymmetricKey(data: Array(key.utf8)))
                 s = Hex.lower(mac)
+            case .hmacSHA256Keyed(let keyed):
+                var h = keyed
+                h.update(data: Array(s.utf8))
+                s = Hex.lower(h.finalize())
             case .base64: s = Data(s.utf8).base64EncodedString()
             case .base64url:
                 var b = Data(s.utf8).base64EncodedString()
@@ -523,13 +541,15 @@ public struct TextTemplate: Sendable {
 }
 
 enum PercentEncoding: Sendable {
+    static let upperHex: [UInt8] = Array("0123456789ABCDEF".utf8)
+
     /// RFC 3986 unreserved characters pass; everything else (including `/`, `?`, `&`, `=`) is encoded.
     case component
 
     func encode(_ s: String) -> String {
         var out = [UInt8]()
         out.reserveCapacity(s.utf8.count)
-        let hex = Array("0123456789ABCDEF".utf8)
+        let hex = Self.upperHex
         for c in s.utf8 {
             if (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || c == 0x2D
                 || c == 0x2E
@@ -564,6 +584,36 @@ indirect enum JSONTemplate: Sendable {
         }
     }
 
+    /// Writes the rendered JSON text straight into `out` (keys in sorted order, fixed at compile
+    /// time), without building an intermediate `JSONValue` tree.
+    func write(_ scope: TemplateScope, into out: inout [UInt8]) throws(TemplateRenderError) {
+        switch self {
+        case .literal(let v): JSONWriter.write(v, into: &out)
+        case .typed(let e): JSONWriter.write(try e.typedValue(scope), into: &out)
+        case .text(let t): JSONWriter.writeString(try t.render(scope), into: &out)
+        case .object(let fields):
+            out.append(UInt8(ascii: "{"))
+            var first = true
+            for (k, v) in fields {
+                if !first { out.append(UInt8(ascii: ",")) }
+                first = false
+                JSONWriter.writeString(k, into: &out)
+                out.append(UInt8(ascii: ":"))
+                try v.write(scope, into: &out)
+            }
+            out.append(UInt8(ascii: "}"))
+        case .array(let items):
+            out.append(UInt8(ascii: "["))
+            var first = true
+            for i in items {
+                if !first { out.append(UInt8(ascii: ",")) }
+                first = false
+                try i.write(scope, into: &out)
+            }
+            out.append(UInt8(ascii: "]"))
+        }
+    }
+
     func render(_ scope: TemplateScope) throws(TemplateRenderError) -> JSONValue {
         switch self {
         case .literal(let v): return v
@@ -585,7 +635,7 @@ indirect enum JSONTemplate: Sendable {
 
 enum Hex {
     static func lower(_ bytes: some Sequence<UInt8>) -> String {
-        let hex = Array("0123456789abcdef".utf8)
+        let hex = JSONWriter.hexDigits
         var out = [UInt8]()
         out.reserveCapacity(64)
         for b in bytes {
