@@ -68,7 +68,15 @@ let package = Package(
             ]
         ),
         .testTarget(name: "FluxWireTests", dependencies: ["FluxWire"]),
-        .testTarget(name: "FluxActorsTests", dependencies: ["FluxActors"]),
+        .testTarget(
+            name: "FluxActorsTests",
+            dependencies: [
+                "FluxActors",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .testTarget(
             name: "FluxNodeTests",
             dependencies: [
