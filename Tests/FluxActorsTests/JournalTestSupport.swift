@@ -34,9 +34,9 @@ struct JournalStoreKind: Sendable, CustomTestStringConvertible {
 /// Every store the shared journal suite runs against. PostgreSQL joins when `FLUX_TEST_POSTGRES`
 /// holds a conninfo (once the PostgreSQL store exists).
 func journalStoreKinds() -> [JournalStoreKind] {
-    // PostgreSQL store: when ProcessInfo.processInfo.environment["FLUX_TEST_POSTGRES"] is set,
-    // append its kind here (a fresh schema per fixture).
-    [.sqlite]
+    // PostgreSQL store: when FLUX_TEST_POSTGRES is set (JournalPostgresSupport.swift), a fresh
+    // schema per fixture.
+    [.sqlite] + (testPostgresConninfo.map { [.postgres($0)] } ?? [])
 }
 
 /// Runs `body` with a fresh store of `kind`, closing and cleaning up afterwards.

@@ -4,7 +4,8 @@ import Foundation
 /// - `sqlite:PATH` — the embedded SQLite journal; a relative PATH is resolved against `directory`
 ///   and missing parent folders are created. Several nodes on one machine may share the file.
 /// - `postgres://…`, `postgresql://…` or a libpq conninfo (`host=… dbname=…`) — PostgreSQL
-///   (not built yet).
+///   (`PostgresJournalStore`; TLS settings such as `sslmode` pass to libpq unchanged). Connects on
+///   first use, so a database that is down does not stop the node from starting.
 ///
 /// The store is opened but not prepared: call `prepare()` before using it.
 public func makeJournalStore(_ url: String, relativeTo directory: URL) throws(JournalError) -> any JournalStore {
@@ -35,7 +36,7 @@ public func makeJournalStore(_ url: String, relativeTo directory: URL) throws(Jo
         return try SQLiteJournalStore(path: file.standardizedFileURL.path)
     }
     if setting.hasPrefix("postgres://") || setting.hasPrefix("postgresql://") || isConninfo(setting) {
-        throw .invalidConfiguration("PostgreSQL journal not built yet")
+        return try PostgresJournalStore(conninfo: setting)
     }
     throw .invalidConfiguration(
         "journal must be `sqlite:PATH` or a PostgreSQL URL (`postgres://…`) / conninfo; got `\(setting.prefix(40))`")

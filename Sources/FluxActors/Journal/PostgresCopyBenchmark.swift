@@ -1,0 +1,80 @@
+import Foundation
+
+/// The ceiling for `make bench`: how fast this PostgreSQL takes the journal's rows with plain
+/// `COPY`, no checks. Writes `events` checkout-shaped rows (the same shape, payload and stream
+/// layout as `runJournalBenchmark`) into a table shaped like `events` (same columns, same
+/// primary key) in a scratch schema, 1024 rows per `COPY` and per transaction — the same group
+/// commit as the journal at batch 1024 — and drops the schema afterwards. Returns events/s.
+public func runRawCopyBenchmark(conninfo: String, events: Int) throws -> Double {
+    let batchSize = 1024
+    let connection = try PostgresConnection(conninfo: conninfo)
+    defer { connection.close() }
+    let schema = "flux_rawcopy_\(UInt32.random(in: 0...UInt32.max))"
+    try connection.exec(
+        """
+        CREATE SCHEMA \(schema);
+        CREATE TABLE \(schema).events (
+            shard integer NOT NULL,
+            stream text NOT NULL,
+            seq bigint NOT NULL,
+            type text NOT NULL,
+            data json NOT NULL,
+            writer_epoch bigint NOT NULL,
+            at timestamptz NOT NULL,
+            closes boolean NOT NULL DEFAULT false,
+            PRIMARY KEY (stream, seq)
+        );
+        """)
+    defer { _ = try? connection.exec("DROP SCHEMA \(schema) CASCADE") }
+
+    let payload =
+        #"{"merchant_id":"croma","store_id":"croma-blr-12","amount_paise":2500000,"#
+        + #""tenure_months":9,"lender_id":"hero","idempotency_key":"0f8e2c1a-5b7d-4c3e-9a21-7e6f5d4c3b2a"}"#
+    let types = ["Received", "Ranked", "LenderAttemptStarted", "LenderApproved", "Disbursed"]
+    let at = copyTimestamp(Date())
+    let run = UUID().uuidString.prefix(8)
+    // Rows are built before the clock starts, as `runJournalBenchmark` builds its events first.
+    var batches: [[UInt8]] = []
+    var current: [UInt8] = []
+    for n in 0..<max(0, events) {
+        let seq = n % 5 + 1
+        let row =
+            "\(n / 5 % 256)\tbench-\(run)-\(n / 5)\t\(seq)\t\(types[seq - 1])\t\(copyEscaped(payload))\t0\t\(at)\t\(seq == 5 ? "t" : "f")\n"
+        current.append(contentsOf: row.utf8)
+        if (n + 1) % batchSize == 0 {
+            batches.append(current)
+            current = []
+        }
+    }
+    if !current.isEmpty { batches.append(current) }
+
+    let clock = ContinuousClock()
+    let started = clock.now
+    for batch in batches {
+        try connection.exec("BEGIN")
+        try connection.copyIn(
+            "COPY \(schema).events (shard, stream, seq, type, data, writer_epoch, at, closes) FROM STDIN", data: batch)
+        try connection.exec("COMMIT")
+    }
+    let (seconds, attoseconds) = (clock.now - started).components
+    return Double(events) / (Double(seconds) + Double(attoseconds) / 1e18)
+}
+
+/// `date` as a PostgreSQL timestamptz literal in UTC with microseconds.
+private func copyTimestamp(_ date: Date) -> String {
+    let microseconds = JournalTime.microseconds(date)
+    var seconds = time_t(microseconds / 1_000_000)
+    var parts = tm()
+    gmtime_r(&seconds, &parts)
+    return String(
+        format: "%04d-%02d-%02d %02d:%02d:%02d.%06d+00", Int(parts.tm_year) + 1900, Int(parts.tm_mon) + 1,
+        Int(parts.tm_mday), Int(parts.tm_hour), Int(parts.tm_min), Int(parts.tm_sec),
+        Int(microseconds % 1_000_000))
+}
+
+/// A value in COPY's text format: backslash, tab, newline and carriage return escaped.
+private func copyEscaped(_ value: String) -> String {
+    guard value.utf8.contains(where: { $0 == 0x5C || $0 == 0x09 || $0 == 0x0A || $0 == 0x0D }) else { return value }
+    return value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\t", with: "\\t")
+        .replacingOccurrences(of: "\n", with: "\\n").replacingOccurrences(of: "\r", with: "\\r")
+}

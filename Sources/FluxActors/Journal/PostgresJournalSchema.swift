@@ -1,0 +1,141 @@
+/// The PostgreSQL journal's schema: versioned migrations, applied by `PostgresJournalStore.prepare`
+/// under an advisory lock. Docs/journal-postgres.md explains each table and function.
+enum PostgresJournalSchema {
+    /// Advisory lock class ("FLUX"): (lockClass, 0) serialises migrations.
+    static let lockClass: Int32 = 0x464C_5558
+    /// Advisory lock class of shards: (shardLockClass, shard) is held shared by every append
+    /// that writes the shard and exclusively by `acquireShard`, until their commit.
+    static let shardLockClass: Int32 = 0x464C_5559
+
+    /// SQL for a `timestamptz` from integer microseconds since 1970 (exact).
+    static func timestamp(_ microseconds: String) -> String {
+        "('epoch'::timestamptz + (\(microseconds)) * interval '1 microsecond')"
+    }
+
+    /// SQL for integer microseconds since 1970 from a `timestamptz` (exact).
+    static func microseconds(_ column: String) -> String {
+        "(extract(epoch FROM \(column)) * 1000000)::bigint"
+    }
+
+    /// Index = version - 1. Never edit a released migration: add one.
+    static let migrations: [String] = [
+        // 1: the journal.
+        """
+        CREATE TABLE events (
+            shard integer NOT NULL,
+            stream text NOT NULL,
+            seq bigint NOT NULL,
+            type text NOT NULL,
+            data json NOT NULL,
+            writer_epoch bigint NOT NULL,
+            at timestamptz NOT NULL,
+            closes boolean NOT NULL DEFAULT false,
+            PRIMARY KEY (stream, seq)
+        );
+        CREATE TABLE shards (
+            shard integer PRIMARY KEY,
+            owner text NOT NULL,
+            epoch bigint NOT NULL,
+            acquired_at timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE TABLE streams (
+            stream text PRIMARY KEY,
+            shard integer NOT NULL,
+            last_seq bigint NOT NULL,
+            open boolean NOT NULL
+        ) WITH (fillfactor = 80);
+        CREATE INDEX streams_open ON streams (shard, stream) WHERE open;
+        CREATE TABLE snapshots (
+            shard integer NOT NULL,
+            stream text NOT NULL,
+            seq bigint NOT NULL,
+            data json NOT NULL,
+            at timestamptz NOT NULL,
+            PRIMARY KEY (stream, seq)
+        );
+        CREATE TABLE idempotency_keys (
+            shard integer NOT NULL,
+            scope text NOT NULL,
+            key text NOT NULL,
+            request_hash text NOT NULL,
+            stream text NOT NULL,
+            at timestamptz NOT NULL,
+            PRIMARY KEY (shard, scope, key)
+        );
+
+        CREATE FUNCTION flux_journal_acquire_shard(p_shard integer, p_owner text) RETURNS bigint
+        LANGUAGE plpgsql AS $fn$
+        DECLARE
+            v_epoch bigint;
+        BEGIN
+            -- Waits for every append that holds the shard to commit; appends that start later
+            -- wait for this hand-over to commit and then see the new epoch.
+            PERFORM pg_advisory_xact_lock(\(shardLockClass), p_shard);
+            INSERT INTO shards AS s (shard, owner, epoch, acquired_at) VALUES (p_shard, p_owner, 1, now())
+            ON CONFLICT (shard) DO UPDATE SET epoch = s.epoch + 1, owner = excluded.owner, acquired_at = now()
+            RETURNING s.epoch INTO v_epoch;
+            RETURN v_epoch;
+        END
+        $fn$;
+
+        CREATE FUNCTION flux_journal_append(
+            p_shard integer[], p_stream text[], p_seq bigint[], p_type text[], p_data text[],
+            p_epoch bigint[], p_at bigint[], p_closes boolean[])
+        RETURNS TABLE (refused_stream text, is_fenced boolean, value_a bigint, value_b bigint)
+        LANGUAGE plpgsql AS $fn$
+        #variable_conflict use_column
+        BEGIN
+            -- Fencing, part 1: hold every shard of the batch (shared) until commit, so no
+            -- hand-over of these shards commits between the check below and our commit.
+            PERFORM pg_advisory_xact_lock_shared(\(shardLockClass), t.shard)
+            FROM (SELECT DISTINCT u.shard FROM unnest(p_shard) AS u(shard) ORDER BY u.shard) AS t;
+
+            -- A new statement, so a new snapshot: it sees every hand-over committed before the
+            -- locks were granted. Returns the refused streams: (stream, true, writer epoch,
+            -- current epoch) or (stream, false, expected seq, got seq).
+            RETURN QUERY
+            WITH batch AS (
+                SELECT * FROM unnest(p_shard, p_stream, p_seq, p_type, p_data, p_epoch, p_at, p_closes)
+                    WITH ORDINALITY AS x(shard, stream, seq, type, data, epoch, at, closes, ord)
+            ), current_epochs AS (
+                SELECT s.shard, s.epoch FROM shards s WHERE s.shard = ANY (p_shard)
+            ), tails AS (
+                -- Locks the batch's existing streams against other writers (in one order, so two
+                -- writers cannot deadlock here). Two writers creating one new stream collide on
+                -- the events key instead; the client runs the batch again.
+                SELECT st.stream, st.last_seq FROM streams st
+                WHERE st.stream = ANY (p_stream) ORDER BY st.stream FOR UPDATE
+            ), checked AS (
+                SELECT x.*, COALESCE(e.epoch, 0) AS current_epoch,
+                    COALESCE(t.last_seq, 0) + row_number() OVER (PARTITION BY x.stream ORDER BY x.ord) AS expected
+                FROM batch x
+                LEFT JOIN current_epochs e ON e.shard = x.shard
+                LEFT JOIN tails t ON t.stream = x.stream
+            ), refused AS (
+                -- Per stream, the first offending event; fencing before sequence.
+                SELECT DISTINCT ON (c.stream) c.stream, c.epoch < c.current_epoch AS fenced,
+                    CASE WHEN c.epoch < c.current_epoch THEN c.epoch ELSE c.expected END AS a,
+                    CASE WHEN c.epoch < c.current_epoch THEN c.current_epoch ELSE c.seq END AS b
+                FROM checked c
+                WHERE c.epoch < c.current_epoch OR c.seq <> c.expected
+                ORDER BY c.stream, (c.epoch < c.current_epoch) DESC, c.ord
+            ), accepted AS (
+                SELECT c.* FROM checked c WHERE NOT EXISTS (SELECT 1 FROM refused r WHERE r.stream = c.stream)
+            ), written AS (
+                INSERT INTO events (shard, stream, seq, type, data, writer_epoch, at, closes)
+                SELECT c.shard, c.stream, c.seq, c.type, c.data::json, c.epoch,
+                    \(timestamp("c.at")), c.closes
+                FROM accepted c ORDER BY c.ord
+            ), advanced AS (
+                INSERT INTO streams AS st (stream, shard, last_seq, open)
+                SELECT DISTINCT ON (c.stream) c.stream, c.shard, c.seq, NOT c.closes
+                FROM accepted c ORDER BY c.stream, c.ord DESC
+                ON CONFLICT (stream) DO UPDATE
+                SET shard = excluded.shard, last_seq = excluded.last_seq, open = excluded.open
+            )
+            SELECT r.stream, r.fenced, r.a, r.b FROM refused r;
+        END
+        $fn$;
+        """
+    ]
+}

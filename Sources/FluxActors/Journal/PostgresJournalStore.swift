@@ -1,0 +1,306 @@
+import Foundation
+
+/// The production journal: PostgreSQL through libpq. Docs/journal-postgres.md describes the
+/// schema, the single-writer proof and the figures.
+///
+/// Connections: one writer (appends, shard hand-overs, snapshots, migrations) and `readers`
+/// readers, each owned by its own thread (`PostgresWorker`); callers are bridged with
+/// continuations. A lost connection fails the call in flight with `.unavailable` and is opened
+/// again on the next call.
+///
+/// An `append` is one round trip and one transaction (group commit): the batch goes to the
+/// server function `flux_journal_append` as eight arrays, which checks every stream (fencing,
+/// then sequence) and writes the accepted ones with one INSERT … SELECT.
+public final class PostgresJournalStore: JournalStore, @unchecked Sendable {
+    // @unchecked Sendable: every stored property is immutable; the workers are thread-safe and
+    // `nextReader` is guarded by `lock`.
+    private let writer: PostgresWorker
+    private let readers: [PostgresWorker]
+    private let lock = NSLock()
+    private var nextReader = 0
+    /// The conninfo without any password, for messages.
+    public let description: String
+
+    /// How many times `append` re-runs a batch that lost a race (two writers creating one new
+    /// stream, a deadlock) before reporting `.unavailable`.
+    static let raceRetries = 5
+
+    /// `conninfo`: a `postgres://` URI or a libpq keyword/value string; TLS settings (`sslmode`,
+    /// `sslrootcert`, …) pass to libpq unchanged. `schema`: tables live there (created if
+    /// missing) instead of the connection's default `search_path`. Does not connect: the first
+    /// call does. Throws `.invalidConfiguration` when libpq cannot parse `conninfo`.
+    public init(conninfo: String, schema: String? = nil, readers: Int = 2) throws(JournalError) {
+        _ = try PostgresConninfo.parse(conninfo)
+        if let schema {
+            guard !schema.isEmpty, schema.utf8.count <= 63,
+                schema.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") })
+            else {
+                throw .invalidConfiguration(
+                    "PostgreSQL journal schema must be 1-63 ASCII letters, digits or underscores")
+            }
+        }
+        let setUp: @Sendable (PostgresConnection) throws(JournalError) -> Void = { connection throws(JournalError) in
+            // A stuck server must not hold a batch for ever: the write-behind journal retries.
+            var settings =
+                "SET client_min_messages = warning; SET statement_timeout = '30s'; SET lock_timeout = '10s'; SET TIME ZONE 'UTC';"
+            if let schema {
+                settings += " CREATE SCHEMA IF NOT EXISTS \"\(schema)\"; SET search_path TO \"\(schema)\";"
+            }
+            do throws(JournalError) {
+                try connection.exec(settings)
+            } catch {
+                // Two nodes creating the schema at once: one fails on the catalog; retry once.
+                try connection.exec(settings)
+            }
+        }
+        description = PostgresConninfo.redacted(conninfo)
+        writer = PostgresWorker(name: "flux.journal.pg.writer", conninfo: conninfo, setUp: setUp)
+        self.readers = (0..<max(1, readers)).map {
+            PostgresWorker(name: "flux.journal.pg.reader\($0)", conninfo: conninfo, setUp: setUp)
+        }
+    }
+
+    deinit {
+        writer.stopSoon()
+        readers.forEach { $0.stopSoon() }
+    }
+
+    private func reader() -> PostgresWorker {
+        lock.withLock {
+            nextReader = (nextReader + 1) % readers.count
+            return readers[nextReader]
+        }
+    }
+
+    // MARK: - Schema
+
+    /// The newest schema this build knows.
+    static let schemaVersion = PostgresJournalSchema.migrations.count
+
+    public func prepare() async throws(JournalError) {
+        try await writer.run { connection throws(JournalError) in
+            try connection.exec("BEGIN")
+            do throws(JournalError) {
+                try connection.exec("SET LOCAL statement_timeout = 0")
+                // Nodes that start together migrate one after the other: each waits here, then
+                // sees the version the previous one left.
+                try connection.exec("SELECT pg_advisory_xact_lock(\(PostgresJournalSchema.lockClass), 0)")
+                try connection.exec(
+                    """
+                    CREATE TABLE IF NOT EXISTS schema_version (
+                        version integer PRIMARY KEY,
+                        applied_at timestamptz NOT NULL DEFAULT now()
+                    )
+                    """)
+                let current = try Int(
+                    connection.exec("SELECT COALESCE(MAX(version), 0) FROM schema_version").int64(0, 0))
+                if current > Self.schemaVersion {
+                    throw .invalidConfiguration(
+                        "PostgreSQL journal schema version \(current) is newer than this build knows (\(Self.schemaVersion))"
+                    )
+                }
+                for version in (current + 1)..<(Self.schemaVersion + 1) {
+                    try connection.exec(PostgresJournalSchema.migrations[version - 1])
+                    try connection.exec("INSERT INTO schema_version (version) VALUES (\(version))")
+                }
+                try connection.exec("COMMIT")
+            } catch {
+                if connection.isUsable { _ = try? connection.exec("ROLLBACK") }
+                throw error
+            }
+        }
+    }
+
+    // MARK: - Append
+
+    public func append(_ events: [JournalEvent]) async throws(JournalError) -> AppendResult {
+        if events.isEmpty { return AppendResult() }
+        return try await writer.run { connection throws(JournalError) in
+            let parameters = try Self.appendParameters(events)
+            var attempt = 0
+            while true {
+                attempt += 1
+                let result: PostgresResult
+                do throws(JournalError) {
+                    result = try connection.exec(
+                        """
+                        SELECT * FROM flux_journal_append(
+                            $1::integer[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::bigint[],
+                            $7::bigint[], $8::boolean[])
+                        """, parameters)
+                } catch {
+                    // 23505: another writer created one of the batch's new streams first (the
+                    // rerun sees it and refuses properly); 40P01/40001: deadlock, serialisation.
+                    let state = connection.lastErrorState
+                    if connection.isUsable, ["23505", "40P01", "40001"].contains(state), attempt < Self.raceRetries {
+                        continue
+                    }
+                    throw error
+                }
+                var refused: [String: AppendRefusal] = [:]
+                for row in 0..<result.rows {
+                    let a = try result.int64(row, 2)
+                    let b = try result.int64(row, 3)
+                    refused[result.text(row, 0)] =
+                        result.bool(row, 1)
+                        ? .fenced(writerEpoch: a, currentEpoch: b) : .sequenceConflict(expected: a, got: b)
+                }
+                return AppendResult(refused: refused)
+            }
+        }
+    }
+
+    /// The batch as eight PostgreSQL array literals, one per column.
+    static func appendParameters(_ events: [JournalEvent]) throws(JournalError) -> [String?] {
+        var shard = "{", stream = "{", seq = "{", type = "{", data = "{", epoch = "{", at = "{", closes = "{"
+        stream.reserveCapacity(events.count * 24)
+        data.reserveCapacity(events.count * 256)
+        for (index, event) in events.enumerated() {
+            if index > 0 {
+                shard += ","
+                stream += ","
+                seq += ","
+                type += ","
+                data += ","
+                epoch += ","
+                at += ","
+                closes += ","
+            }
+            shard += String(event.shard)
+            try appendArrayElement(event.stream, to: &stream)
+            seq += String(event.seq)
+            try appendArrayElement(event.type, to: &type)
+            try appendArrayElement(event.data, to: &data)
+            epoch += String(event.writerEpoch)
+            at += String(JournalTime.microseconds(event.at))
+            closes += event.closesStream ? "t" : "f"
+        }
+        return [shard, stream, seq, type, data, epoch, at, closes].map { $0 + "}" }
+    }
+
+    /// Appends `value` as a double-quoted array element (backslash-escaping `"` and `\`).
+    static func appendArrayElement(_ value: String, to literal: inout String) throws(JournalError) {
+        literal += "\""
+        let utf8 = value.utf8
+        if !utf8.contains(where: { $0 == 0x22 || $0 == 0x5C || $0 == 0 }) {
+            literal += value
+        } else {
+            if utf8.contains(0) { throw .corrupt("journal event contains a NUL byte, which PostgreSQL cannot store") }
+            var escaped: [UInt8] = []
+            escaped.reserveCapacity(utf8.count + 16)
+            for byte in utf8 {
+                if byte == 0x22 || byte == 0x5C { escaped.append(0x5C) }
+                escaped.append(byte)
+            }
+            literal += String(decoding: escaped, as: UTF8.self)
+        }
+        literal += "\""
+    }
+
+    // MARK: - Shards and snapshots
+
+    public func acquireShard(_ shard: Int, owner: String) async throws(JournalError) -> Int64 {
+        try await writer.run { connection throws(JournalError) in
+            let result = try connection.exec(
+                "SELECT flux_journal_acquire_shard($1::integer, $2::text)", [String(shard), owner])
+            guard result.rows == 1 else { throw .corrupt("acquireShard returned no epoch") }
+            return try result.int64(0, 0)
+        }
+    }
+
+    public func shardOwnerships() async throws(JournalError) -> [ShardOwnership] {
+        try await reader().run { connection throws(JournalError) in
+            let result = try connection.exec("SELECT shard, owner, epoch FROM shards ORDER BY shard")
+            var rows: [ShardOwnership] = []
+            for row in 0..<result.rows {
+                rows.append(
+                    ShardOwnership(
+                        shard: Int(try result.int64(row, 0)), owner: result.text(row, 1),
+                        epoch: try result.int64(row, 2)))
+            }
+            return rows
+        }
+    }
+
+    public func saveSnapshot(_ snapshot: JournalSnapshot) async throws(JournalError) {
+        try await writer.run { connection throws(JournalError) in
+            // Only the newest snapshot of a stream is ever read: an older one is not stored, and
+            // storing a newer one drops the older ones (one statement, one transaction).
+            _ = try connection.exec(
+                """
+                WITH saved AS (
+                    INSERT INTO snapshots (shard, stream, seq, data, at)
+                    SELECT $1::integer, $2::text, $3::bigint, $4::json, \(PostgresJournalSchema.timestamp("$5::bigint"))
+                    WHERE NOT EXISTS (SELECT 1 FROM snapshots WHERE stream = $2::text AND seq > $3::bigint)
+                    ON CONFLICT (stream, seq) DO UPDATE SET shard = excluded.shard, data = excluded.data, at = excluded.at
+                    RETURNING seq
+                )
+                DELETE FROM snapshots WHERE stream = $2::text AND seq < (SELECT MAX(seq) FROM saved)
+                """,
+                [
+                    String(snapshot.shard), snapshot.stream, String(snapshot.seq), snapshot.data,
+                    String(JournalTime.microseconds(snapshot.at)),
+                ])
+        }
+    }
+
+    public func latestSnapshot(stream: String) async throws(JournalError) -> JournalSnapshot? {
+        try await reader().run { connection throws(JournalError) in
+            let result = try connection.exec(
+                """
+                SELECT shard, seq, data, \(PostgresJournalSchema.microseconds("at")) FROM snapshots
+                WHERE stream = $1 ORDER BY seq DESC LIMIT 1
+                """, [stream])
+            guard result.rows == 1 else { return nil }
+            return JournalSnapshot(
+                shard: Int(try result.int64(0, 0)), stream: stream, seq: try result.int64(0, 1),
+                data: result.text(0, 2),
+                at: JournalTime.date(try result.int64(0, 3)))
+        }
+    }
+
+    // MARK: - Reads
+
+    public func read(stream: String, afterSeq: Int64) async throws(JournalError) -> [JournalEvent] {
+        try await reader().run { connection throws(JournalError) in
+            let result = try connection.exec(
+                """
+                SELECT shard, seq, type, data, writer_epoch, \(PostgresJournalSchema.microseconds("at")), closes
+                FROM events WHERE stream = $1 AND seq > $2::bigint ORDER BY seq
+                """, [stream, String(afterSeq)])
+            var events: [JournalEvent] = []
+            events.reserveCapacity(result.rows)
+            for row in 0..<result.rows {
+                events.append(
+                    JournalEvent(
+                        shard: Int(try result.int64(row, 0)), stream: stream, seq: try result.int64(row, 1),
+                        type: result.text(row, 2), data: result.text(row, 3), writerEpoch: try result.int64(row, 4),
+                        at: JournalTime.date(try result.int64(row, 5)), closesStream: result.bool(row, 6)))
+            }
+            return events
+        }
+    }
+
+    public func openStreams(shards: [Int], prefix: String) async throws(JournalError) -> [String] {
+        if shards.isEmpty { return [] }
+        let list = "{" + Set(shards).sorted().map(String.init).joined(separator: ",") + "}"
+        return try await reader().run { connection throws(JournalError) in
+            let result = try connection.exec(
+                """
+                SELECT stream FROM streams
+                WHERE shard = ANY ($1::integer[]) AND open AND starts_with(stream, $2::text)
+                """, [list, prefix])
+            return (0..<result.rows).map { result.text($0, 0) }.sorted()
+        }
+    }
+
+    /// Runs `sql` on the writer connection (tests and tools).
+    func execute(_ sql: String) async throws(JournalError) {
+        try await writer.run { connection throws(JournalError) in _ = try connection.exec(sql) }
+    }
+
+    public func close() async {
+        await writer.shutdown()
+        for reader in readers { await reader.shutdown() }
+    }
+}
