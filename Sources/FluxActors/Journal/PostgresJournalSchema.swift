@@ -84,29 +84,32 @@ enum PostgresJournalSchema {
         RETURNS TABLE (refused_stream text, is_fenced boolean, value_a bigint, value_b bigint)
         LANGUAGE plpgsql AS $fn$
         #variable_conflict use_column
+        DECLARE
+            v_streams text[];
+            v_fenced boolean[];
+            v_a bigint[];
+            v_b bigint[];
         BEGIN
             -- Fencing, part 1: hold every shard of the batch (shared) until commit, so no
             -- hand-over of these shards commits between the check below and our commit.
             PERFORM pg_advisory_xact_lock_shared(\(shardLockClass), t.shard)
             FROM (SELECT DISTINCT u.shard FROM unnest(p_shard) AS u(shard) ORDER BY u.shard) AS t;
 
-            -- A new statement, so a new snapshot: it sees every hand-over committed before the
-            -- locks were granted. Returns the refused streams: (stream, true, writer epoch,
-            -- current epoch) or (stream, false, expected seq, got seq).
-            RETURN QUERY
+            -- The checks, on the narrow columns only. A new statement, so a new snapshot: it sees
+            -- every hand-over committed before the locks were granted. Per refused stream:
+            -- (stream, true, writer epoch, current epoch) or (stream, false, expected, got seq).
             WITH batch AS (
-                SELECT * FROM unnest(p_shard, p_stream, p_seq, p_type, p_data, p_epoch, p_at, p_closes)
-                    WITH ORDINALITY AS x(shard, stream, seq, type, data, epoch, at, closes, ord)
+                SELECT * FROM unnest(p_shard, p_stream, p_seq, p_epoch) WITH ORDINALITY AS x(shard, stream, seq, epoch, ord)
             ), current_epochs AS (
                 SELECT s.shard, s.epoch FROM shards s WHERE s.shard = ANY (p_shard)
             ), tails AS (
-                -- Locks the batch's existing streams against other writers (in one order, so two
-                -- writers cannot deadlock here). Two writers creating one new stream collide on
-                -- the events key instead; the client runs the batch again.
+                -- Locks the batch's existing streams against other writers until commit (in one
+                -- order, so two writers cannot deadlock here). Two writers creating one new stream
+                -- collide on the events key instead; the client runs the batch again.
                 SELECT st.stream, st.last_seq FROM streams st
                 WHERE st.stream = ANY (p_stream) ORDER BY st.stream FOR UPDATE
             ), checked AS (
-                SELECT x.*, COALESCE(e.epoch, 0) AS current_epoch,
+                SELECT x.stream, x.seq, x.epoch, x.ord, COALESCE(e.epoch, 0) AS current_epoch,
                     COALESCE(t.last_seq, 0) + row_number() OVER (PARTITION BY x.stream ORDER BY x.ord) AS expected
                 FROM batch x
                 LEFT JOIN current_epochs e ON e.shard = x.shard
@@ -119,21 +122,27 @@ enum PostgresJournalSchema {
                 FROM checked c
                 WHERE c.epoch < c.current_epoch OR c.seq <> c.expected
                 ORDER BY c.stream, (c.epoch < c.current_epoch) DESC, c.ord
-            ), accepted AS (
-                SELECT c.* FROM checked c WHERE NOT EXISTS (SELECT 1 FROM refused r WHERE r.stream = c.stream)
-            ), written AS (
-                INSERT INTO events (shard, stream, seq, type, data, writer_epoch, at, closes)
-                SELECT c.shard, c.stream, c.seq, c.type, c.data::json, c.epoch,
-                    \(timestamp("c.at")), c.closes
-                FROM accepted c ORDER BY c.ord
-            ), advanced AS (
-                INSERT INTO streams AS st (stream, shard, last_seq, open)
-                SELECT DISTINCT ON (c.stream) c.stream, c.shard, c.seq, NOT c.closes
-                FROM accepted c ORDER BY c.stream, c.ord DESC
-                ON CONFLICT (stream) DO UPDATE
-                SET shard = excluded.shard, last_seq = excluded.last_seq, open = excluded.open
             )
-            SELECT r.stream, r.fenced, r.a, r.b FROM refused r;
+            SELECT array_agg(r.stream), array_agg(r.fenced), array_agg(r.a), array_agg(r.b)
+            INTO v_streams, v_fenced, v_a, v_b
+            FROM refused r;
+
+            -- The accepted streams, straight from the arrays.
+            INSERT INTO events (shard, stream, seq, type, data, writer_epoch, at, closes)
+            SELECT x.shard, x.stream, x.seq, x.type, x.data::json, x.epoch, \(timestamp("x.at")), x.closes
+            FROM unnest(p_shard, p_stream, p_seq, p_type, p_data, p_epoch, p_at, p_closes)
+                AS x(shard, stream, seq, type, data, epoch, at, closes)
+            WHERE v_streams IS NULL OR x.stream <> ALL (v_streams);
+
+            INSERT INTO streams AS st (stream, shard, last_seq, open)
+            SELECT DISTINCT ON (x.stream) x.stream, x.shard, x.seq, NOT x.closes
+            FROM unnest(p_shard, p_stream, p_seq, p_closes) WITH ORDINALITY AS x(shard, stream, seq, closes, ord)
+            WHERE v_streams IS NULL OR x.stream <> ALL (v_streams)
+            ORDER BY x.stream, x.ord DESC
+            ON CONFLICT (stream) DO UPDATE
+            SET shard = excluded.shard, last_seq = excluded.last_seq, open = excluded.open;
+
+            RETURN QUERY SELECT * FROM unnest(v_streams, v_fenced, v_a, v_b);
         END
         $fn$;
         """

@@ -20,6 +20,8 @@ public final class PostgresJournalStore: JournalStore, @unchecked Sendable {
     private var nextReader = 0
     /// The conninfo without any password, for messages.
     public let description: String
+    /// The schema the tables live in; nil: the connection's default `search_path`.
+    public let schema: String?
 
     /// How many times `append` re-runs a batch that lost a race (two writers creating one new
     /// stream, a deadlock) before reporting `.unavailable`.
@@ -54,6 +56,7 @@ public final class PostgresJournalStore: JournalStore, @unchecked Sendable {
             }
         }
         description = PostgresConninfo.redacted(conninfo)
+        self.schema = schema
         writer = PostgresWorker(name: "flux.journal.pg.writer", conninfo: conninfo, setUp: setUp)
         self.readers = (0..<max(1, readers)).map {
             PostgresWorker(name: "flux.journal.pg.reader\($0)", conninfo: conninfo, setUp: setUp)
