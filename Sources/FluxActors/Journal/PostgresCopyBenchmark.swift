@@ -12,6 +12,7 @@ public func runRawCopyBenchmark(conninfo: String, events: Int) throws -> Double 
     let schema = "flux_rawcopy_\(UInt32.random(in: 0...UInt32.max))"
     try connection.exec(
         """
+        SET client_min_messages = warning;
         CREATE SCHEMA \(schema);
         CREATE TABLE \(schema).events (
             shard integer NOT NULL,
