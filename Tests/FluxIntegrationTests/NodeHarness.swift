@@ -66,9 +66,14 @@ final class NodeHarness: @unchecked Sendable {
         try sim.jsonData().write(to: dir.appendingPathComponent("simulator.json"))
         for file in try FileManager.default.contentsOfDirectory(atPath: root.appendingPathComponent("lenders").path)
         where file.hasSuffix(".json") {
-            var d = try JSONValue.parse(Data(contentsOf: root.appendingPathComponent("lenders/\(file)")))
-            guard case .object(var o) = d, let id = o["id"]?.stringValue, let port = ports[id] else { continue }
-            o["base_url"] = .string("http://127.0.0.1:\(port)")
+            let original = try JSONValue.parse(Data(contentsOf: root.appendingPathComponent("lenders/\(file)")))
+            guard let id = original["id"]?.stringValue, let port = ports[id],
+                let oldBase = original["base_url"]?.stringValue
+            else { continue }
+            // Every URL of the lender (base_url, an absolute token_url) moves to the free port.
+            let moved = original.jsonString().replacingOccurrences(of: oldBase, with: "http://127.0.0.1:\(port)")
+            var d = try JSONValue.parse(Data(moved.utf8))
+            guard case .object(var o) = d else { continue }
             for (k, v) in descriptorOverrides[id] ?? [:] { o[k] = v }
             d = .object(o)
             try d.jsonData().write(to: dir.appendingPathComponent("lenders/\(file)"))
