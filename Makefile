@@ -17,10 +17,13 @@ build: deps
 release: deps
 	$(SWIFT) build -c release --product flux-node
 
-## Unit tests, then integration tests that run the real flux-node binary.
+## Unit tests (the journal suite against SQLite and a private PostgreSQL), then integration
+## tests that run the real flux-node binary.
 test: deps
+	@FLUX_WITH_POSTGRES=1 scripts/install-deps.sh
 	$(SWIFT) build --build-tests
-	FLUX_NODE_BIN=$(CURDIR)/$(BIN_DEBUG) $(SWIFT) test --skip-build
+	@eval "$$(scripts/pg-test.sh start)"; trap 'scripts/pg-test.sh stop' EXIT; \
+	  FLUX_NODE_BIN=$(CURDIR)/$(BIN_DEBUG) $(SWIFT) test --skip-build
 
 ## Simulated lenders, a node, a stream of checkouts with a live table and a summary.
 demo: build
