@@ -105,7 +105,9 @@ public struct WireHandshake: Sendable {
     }
 
     private mutating func step(_ envelope: WireEnvelope) throws(WireError) -> Action {
-        guard WireMessageType.handshakeTypes.contains(envelope.type), envelope.header.flags.isEmpty else {
+        guard WireMessageType.handshakeTypes.contains(envelope.type), envelope.header.flags.isEmpty,
+            envelope.correlationID == 0
+        else {
             throw .notAuthenticated(type: envelope.type)
         }
         switch state {

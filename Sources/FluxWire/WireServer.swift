@@ -129,7 +129,14 @@ final class WireServerDispatchHandler: ChannelInboundHandler {
             reply.header.correlationID = correlationID
             reply.header.flags.insert(.reply)
             reply.header.flags.remove(.compressed)
-            channel.writeAndFlush(reply, promise: nil)
+            channel.writeAndFlush(reply).whenFailure { error in
+                // The handler's reply could not be encoded (e.g. over the frame size):
+                // tell the asker instead of letting it time out.
+                guard let wire = error as? WireError else { return }
+                var failure = WireEnvelope.errorReply(code: "reply_failed", message: wire.reason)
+                failure.header.correlationID = correlationID
+                channel.writeAndFlush(failure, promise: nil)
+            }
         }
     }
 

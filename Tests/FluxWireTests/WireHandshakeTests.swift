@@ -94,6 +94,19 @@ private func sent(_ action: WireHandshake.Action) -> WireEnvelope? {
                 == .fail(.notAuthenticated(type: WireMessageType.ack)))
     }
 
+    @Test func handshakeFrameWithCorrelationIDOrFlagsIsRefused() throws {
+        var (client, server) = pair()
+        _ = server.start()
+        var hello = try #require(sent(client.start()))
+        hello.header.correlationID = 9
+        #expect(server.receive(hello) == .fail(.notAuthenticated(type: WireMessageType.hello)))
+        var (client2, server2) = pair()
+        _ = server2.start()
+        var flagged = try #require(sent(client2.start()))
+        flagged.header.flags = .reply
+        #expect(server2.receive(flagged) == .fail(.notAuthenticated(type: WireMessageType.hello)))
+    }
+
     @Test func handshakeMessagesOutOfOrderAreRefused() {
         var (_, server) = pair()
         _ = server.start()

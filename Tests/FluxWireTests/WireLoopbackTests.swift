@@ -71,6 +71,14 @@ private func echo(_ gate: Gate) -> WireServer.Handler {
         case WireMessageType.forward:
             guard let forward = try? request.decode(as: WireForward.self) else { return nil }
             if forward.path == "/hold" { await gate.wait() }
+            if forward.path == "/huge" {
+                // Random bytes do not compress: the reply is over the 4 MiB frame limit.
+                var rng = SystemRandomNumberGenerator()
+                var words = [UInt64](repeating: 0, count: (4 * 1024 * 1024 + 4096) / 8)
+                for i in words.indices { words[i] = rng.next() }
+                let body = words.withUnsafeBytes { Array($0) }
+                return .reply(WireForwardReply(status: 200, body: body))
+            }
             return .reply(WireForwardReply(status: 200, body: forward.body))
         default:
             return .errorReply(code: "unsupported", message: "type \(request.type)")
@@ -136,6 +144,17 @@ private func ping(_ peer: WirePeer, _ n: UInt64) async throws -> WireAck {
                 }
             }
             try await group.waitForAll()
+        }
+        // A reply too large to send comes back as an error, not a timeout.
+        do {
+            _ = try await client.ask(WireForward(method: "GET", path: "/huge"), expecting: WireForwardReply.self)
+            Issue.record("a reply over the frame limit was delivered")
+        } catch {
+            guard case .remote(code: "reply_failed", let message) = error, message.contains("exceeds the maximum")
+            else {
+                Issue.record("unexpected error \(error)")
+                return
+            }
         }
         // An error reply becomes a typed remote error.
         await #expect(throws: WireError.remote(code: "unsupported", message: "type 64")) {
