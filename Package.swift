@@ -54,6 +54,7 @@ let package = Package(
             name: "FluxNode",
             dependencies: [
                 "FluxActors",
+                "FluxWire",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -67,7 +68,15 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
-        .testTarget(name: "FluxWireTests", dependencies: ["FluxWire"]),
+        .testTarget(
+            name: "FluxWireTests",
+            dependencies: [
+                "FluxWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .testTarget(
             name: "FluxActorsTests",
             dependencies: [

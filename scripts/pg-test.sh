@@ -4,6 +4,7 @@
 #   eval "$(scripts/pg-test.sh start)"   # start (or reuse) it; exports FLUX_TEST_POSTGRES
 #   eval "$(scripts/pg-test.sh env)"     # the same line, only if it is running
 #   scripts/pg-test.sh stop              # stop it and delete its folder
+#   scripts/pg-test.sh restart [SECONDS] # stop it, wait, start it again on the same port
 #
 # The instance lives in a temporary folder (data, socket, log), listens on 127.0.0.1 on a free
 # port, trusts local connections (it is reachable only from this machine, and holds test data
@@ -154,8 +155,20 @@ env)
 stop)
     stop_instance
     ;;
+restart)
+    # Stops the running instance, waits ${2:-0} seconds, starts it again on the same port (tests
+    # of the journal's behaviour while the database is away).
+    up="$(running)" || die "not running"
+    read -r dir port <<<"$up"
+    bin="$(find_bin)"
+    as_owner "$bin/pg_ctl" stop -D "$dir/data" -m fast -w -t 20 >/dev/null 2>&1 || true
+    sleep "${2:-0}"
+    as_owner "$bin/pg_ctl" start -D "$dir/data" -l "$dir/server.log" -w -t 30 -s \
+        -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200" >/dev/null 2>&1 ||
+        die "restart failed"
+    ;;
 *)
-    echo "usage: $0 start|env|stop" >&2
+    echo "usage: $0 start|env|stop|restart [SECONDS]" >&2
     exit 2
     ;;
 esac

@@ -35,7 +35,8 @@ final class NodeHarness: @unchecked Sendable {
     /// `extraConfig` is appended to the node's TOML.
     init(
         lenderOverrides: [String: [String: JSONValue]] = [:], extraConfig: String = "",
-        rules: JSONValue? = nil, descriptorOverrides: [String: [String: JSONValue]] = [:]
+        rules: JSONValue? = nil, descriptorOverrides: [String: [String: JSONValue]] = [:],
+        journal: String = "sqlite:journal.db"
     ) async throws {
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("flux-it-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(
@@ -92,7 +93,7 @@ final class NodeHarness: @unchecked Sendable {
         http = "127.0.0.1:\(httpPort)"
         admin = "127.0.0.1:\(adminPort)"
         wire = "127.0.0.1:\(freePort())"
-        journal = "sqlite:journal.db"
+        journal = "\(journal)"
         lenders_dir = "lenders"
         rules = "rules.json"
         \(extraConfig)
@@ -210,6 +211,22 @@ final class NodeHarness: @unchecked Sendable {
             "mode": "waterfall",
         ]
     }
+}
+
+/// A new, empty PostgreSQL database on the test instance (`FLUX_TEST_POSTGRES`), as a conninfo.
+func freshPostgresDatabase() throws -> String {
+    guard let base = ProcessInfo.processInfo.environment["FLUX_TEST_POSTGRES"] else {
+        throw HarnessError("FLUX_TEST_POSTGRES is not set")
+    }
+    let name = "flux_it_\(UUID().uuidString.prefix(8).lowercased())"
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    p.arguments = ["psql", base, "-q", "-c", "CREATE DATABASE \(name)"]
+    try p.run()
+    p.waitUntilExit()
+    guard p.terminationStatus == 0 else { throw HarnessError("psql CREATE DATABASE failed") }
+    return base.split(separator: " ").map { $0.hasPrefix("dbname=") ? "dbname=\(name)" : String($0) }.joined(
+        separator: " ")
 }
 
 struct HarnessError: Error, CustomStringConvertible {
