@@ -81,8 +81,9 @@ import Testing
             ("circuit_breaker.wait", 1, "$.circuit_breaker.wait"),
             ("validate", "x > 1", "$.validate"),
             ("colour", "red", "$.colour"),
-            ("auth.type", "mtls", "$.auth.type"),
-            ("auth.type", "workflow", "$.auth.type"),
+            // mtls and workflow do not take api_key's fields: the first unknown key is named.
+            ("auth.type", "mtls", "$.auth.header"),
+            ("auth.type", "workflow", "$.auth.header"),
             ("auth.type", "magic", "$.auth.type"),
             ("auth.header", "X Api", "$.auth.header"),
             ("auth.value", nil, "$.auth.value"),
@@ -100,10 +101,10 @@ import Testing
         #expect(e?.path == "$.validate[1]")
     }
 
-    @Test func notSupportedYetSaysSo() {
+    @Test func mtlsNeedsReadableFiles() {
         let e = error(LenderFixtures.descriptorJSON().setting("auth", ["type": "mtls", "cert_file": "x"]))
-        #expect(e?.path == "$.auth.type")
-        #expect(e?.message.contains("not supported yet") == true)
+        #expect(e?.path == "$.auth.cert_file")
+        #expect(e?.message.contains("cannot be read") == true)
     }
 
     @Test func oauth2TokenURLRelativeToBase() throws {

@@ -259,11 +259,12 @@ import Testing
         #expect(
             await dir.admit(lenderID: "hero", context: ctx)
                 == .validationFailed("loan.tenure_months in [3, 6, 9, 12, 18, 24]"))
-        #expect(
+        await #expect(
             throws: DescriptorError(
                 path: "$.validate[0]", message: "TemplateCompileError(message: \"cannot compile x\")")
         ) {
-            try dir.replace(try LenderFixtures.descriptor(LenderFixtures.descriptorJSON().setting("validate", ["x"])))
+            try await dir.replace(
+                try LenderFixtures.descriptor(LenderFixtures.descriptorJSON().setting("validate", ["x"])))
         }
     }
 
@@ -280,7 +281,7 @@ import Testing
         #expect(listed[0].value(atPath: "stats.calls") == 1)
         #expect(listed[0].value(atPath: "stats.approval_rate") == .double(1))
         #expect(listed[0].value(atPath: "descriptor.auth.value") == "***")
-        try dir.replace(
+        try await dir.replace(
             LenderFixtures.descriptor(LenderFixtures.descriptorJSON().setting("base_url", "http://10.0.0.9:1")))
         let r = await dir.apply(lenderID: "hero", context: LenderFixtures.context())
         #expect(r.outcome == .rejected(reason: "no", reference: nil))

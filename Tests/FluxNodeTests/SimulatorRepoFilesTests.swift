@@ -43,19 +43,47 @@ import Testing
         }
     }
 
-    @Test(arguments: ["abfl", "piramal", "hero", "tata"])
+    /// The demo's four, and the two outside the demo (`lenders/extra/`).
+    static let simulated: [SimulatedLenderConfig] =
+        SimulatorConfig().lenders + [
+            SimulatorConfig.idfcLender,
+            SimulatorConfig.kotakLender(
+                tls: SimulatedTLSConfig(certFile: "s.pem", keyFile: "s.key", clientCAFile: "ca.pem")),
+        ]
+
+    @Test(arguments: ["abfl", "piramal", "hero", "tata", "idfc", "kotak"])
     func descriptorMatchesTheSimulatedLender(id: String) throws {
-        let d = try json("lenders/\(id).json")
-        let sim = try #require(SimulatorConfig().lenders.first { $0.id == id })
+        let extra = !["abfl", "piramal", "hero", "tata"].contains(id)
+        let d = try json(extra ? "lenders/extra/\(id).json" : "lenders/\(id).json")
+        let sim = try #require(Self.simulated.first { $0.id == id })
         let shape = try #require(LenderAPIShape.named(sim.api))
         #expect(d.value(at: "id") == .string(id))
-        #expect(d.value(at: "base_url") == .string("http://127.0.0.1:\(sim.port)"))
+        let scheme = sim.tls == nil ? "http" : "https"
+        #expect(d.value(at: "base_url") == .string("\(scheme)://127.0.0.1:\(sim.port)"))
         for block in ["timeout_ms", "retry.max_attempts", "circuit_breaker.sliding_window_size"] {
             #expect(d.value(at: block) != nil, "\(id) lacks \(block)")
         }
 
         // Auth: the descriptor carries the credentials the simulator checks.
         switch sim.auth.type {
+        case .apiKey where sim.tls != nil:
+            #expect(d.value(at: "auth.type") == .string("mtls"))
+            #expect(d.value(at: "auth.then.type") == .string("api_key"))
+            #expect(d.value(at: "auth.then.header") == .string(sim.auth.header))
+            #expect(d.value(at: "auth.then.value") == .string(sim.auth.value))
+        case .hmacHandshake:
+            #expect(d.value(at: "auth.type") == .string("workflow"))
+            #expect(d.value(at: "secrets.client_id") == .string(sim.auth.clientID))
+            #expect(d.value(at: "secrets.signing_key") == .string(sim.auth.clientSecret))
+            guard case .array(let steps) = d.value(at: "auth.steps") else {
+                Issue.record("\(id) has no steps")
+                return
+            }
+            let paths = steps.compactMap { step -> String? in
+                if case .string(let p) = step.value(at: "request.path") { return p }
+                return nil
+            }
+            #expect(paths == ["nonce", "challenge", "session", "token"].map { "\(sim.auth.tokenPath)/\($0)" })
         case .apiKey:
             #expect(d.value(at: "auth.type") == .string("api_key"))
             #expect(d.value(at: "auth.header") == .string(sim.auth.header))

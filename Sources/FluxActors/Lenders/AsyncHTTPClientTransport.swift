@@ -3,6 +3,7 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 
 /// `HTTPTransport` over AsyncHTTPClient: one shared `HTTPClient` for every lender of the node.
 ///
@@ -14,8 +15,9 @@ public final class AsyncHTTPClientTransport: HTTPTransport {
     public let client: HTTPClient
     static let maxReplyBytes = 1 << 20
 
-    public init(connectionsPerHost: Int = 256, connectTimeout: Duration = .seconds(2)) {
+    public init(connectionsPerHost: Int = 256, connectTimeout: Duration = .seconds(2), tls: TLSConfiguration? = nil) {
         var config = HTTPClient.Configuration()
+        config.tlsConfiguration = tls
         config.redirectConfiguration = .disallow
         config.connectionPool = .init(
             idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: connectionsPerHost)
@@ -27,7 +29,7 @@ public final class AsyncHTTPClientTransport: HTTPTransport {
         client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
     }
 
-    public func shutdown() async throws { try await client.shutdown() }
+    public func shutdown() async { try? await client.shutdown() }
 
     public func send(_ request: LenderHTTPRequest, timeout: Duration) async throws(TransportError)
         -> LenderHTTPResponse
@@ -73,6 +75,9 @@ public final class AsyncHTTPClientTransport: HTTPTransport {
             if String(describing: e).contains("unsupportedScheme") { return .couldNotConnect(String(describing: e)) }
             return .other(String(describing: e))
         }
+        // A TLS handshake that fails (certificate refused, unknown CA) sends no request.
+        if let e = error as? NIOSSLError { return .couldNotConnect("TLS handshake: \(e)") }
+        if let e = error as? BoringSSLError { return .couldNotConnect("TLS handshake: \(e)") }
         if error is NIOConnectionError { return .couldNotConnect("connection refused or host unreachable") }
         if let e = error as? ChannelError {
             switch e {

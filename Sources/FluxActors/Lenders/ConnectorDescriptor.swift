@@ -17,18 +17,43 @@ public enum LenderOperation: String, Sendable, Hashable, CaseIterable {
     case apply, status, disburse, cancel
 }
 
-/// How Flux proves itself to a lender. `mtls` and `workflow` (CONTRACT §5) are refused at load
-/// until they are built; they will be further cases here (`mtls` wrapping an optional inner auth).
+/// How Flux proves itself to a lender (CONTRACT §5 `auth`).
 public enum LenderAuth: Sendable {
     case none
     case apiKey(header: String, value: TextTemplate)
     case oauth2ClientCredentials(OAuth2ClientCredentials)
+    /// Ordered steps that end in a token, cached per lender and renewed at 80 % of its ttl.
+    case workflow(AuthWorkflow)
+    /// A client certificate on the connection, and optionally another auth on top (`then`).
+    indirect case mtls(MTLSIdentity, then: LenderAuth)
 
-    var typeName: String {
+    public var typeName: String {
         switch self {
         case .none: "none"
         case .apiKey: "api_key"
         case .oauth2ClientCredentials: "oauth2_client_credentials"
+        case .workflow: "workflow"
+        case .mtls: "mtls"
+        }
+    }
+
+    /// The auth that puts headers on requests (the one inside `mtls`).
+    public var headerAuth: LenderAuth {
+        if case .mtls(_, let then) = self { return then.headerAuth }
+        return self
+    }
+
+    /// The client certificate, for an `mtls` lender.
+    public var identity: MTLSIdentity? {
+        if case .mtls(let id, _) = self { return id }
+        return nil
+    }
+
+    /// A token is fetched and cached (oauth2, workflow).
+    public var usesToken: Bool {
+        switch headerAuth {
+        case .oauth2ClientCredentials, .workflow: true
+        default: false
         }
     }
 }
@@ -152,32 +177,39 @@ public func loadDescriptors(directory: URL, environment: [String: String]) throw
     var out: [ConnectorDescriptor] = []
     var seen: [String: String] = [:]
     for name in names {
-        let url = directory.appendingPathComponent(name)
-        let data = try Data(contentsOf: url)
-        guard data.count <= 256 * 1024 else {
-            throw DescriptorError(path: "\(name): $", message: "descriptor file is larger than 256 KiB")
+        let d = try loadDescriptor(file: directory.appendingPathComponent(name), environment: environment)
+        if let other = seen[d.id] {
+            throw DescriptorError(path: "\(name): $.id", message: "lender id \(d.id) is also defined in \(other)")
         }
-        guard let json = JSONReader.parse(Array(data)) else {
-            throw DescriptorError(path: "\(name): $", message: "not valid JSON")
-        }
-        do {
-            let d = try ConnectorDescriptor(
-                json: json, resolver: .files(environment: environment, relativeTo: directory))
-            if let other = seen[d.id] {
-                throw DescriptorError(path: "\(name): $.id", message: "lender id \(d.id) is also defined in \(other)")
-            }
-            seen[d.id] = name
-            out.append(d)
-        } catch let e as DescriptorError {
-            throw e.path.contains(": ") ? e : DescriptorError(path: "\(name): \(e.path)", message: e.message)
-        }
+        seen[d.id] = name
+        out.append(d)
     }
     return out
 }
 
+/// Reads one descriptor file (at most 256 KiB); `${file:…}` and `cert_file`-like paths are
+/// relative to its folder. An error's path starts with the file's name (`hero.json: $.auth`).
+public func loadDescriptor(file url: URL, environment: [String: String]) throws -> ConnectorDescriptor {
+    let name = url.lastPathComponent
+    let data = try Data(contentsOf: url)
+    guard data.count <= 256 * 1024 else {
+        throw DescriptorError(path: "\(name): $", message: "descriptor file is larger than 256 KiB")
+    }
+    guard let json = JSONReader.parse(Array(data)) else {
+        throw DescriptorError(path: "\(name): $", message: "not valid JSON")
+    }
+    do {
+        return try ConnectorDescriptor(
+            json: json, resolver: .files(environment: environment, relativeTo: url.deletingLastPathComponent()))
+    } catch {
+        throw error.path.contains(": ")
+            ? error : DescriptorError(path: "\(name): \(error.path)", message: error.message)
+    }
+}
+
 // MARK: - parsing
 
-private func child(_ path: String, _ key: String) -> String {
+func child(_ path: String, _ key: String) -> String {
     let plain =
         !key.isEmpty
         && key.utf8.allSatisfy { c in
@@ -186,7 +218,7 @@ private func child(_ path: String, _ key: String) -> String {
     return plain ? "\(path).\(key)" : "\(path)['\(key)']"
 }
 
-private struct DescriptorParser {
+struct DescriptorParser {
     let resolver: ReferenceResolver
 
     init(resolver: ReferenceResolver) { self.resolver = resolver }
@@ -296,21 +328,12 @@ private struct DescriptorParser {
             }
         }
 
-        let auth = try parseAuth(top["auth"], baseURL: baseURL)
-        var env = TemplateEnvironment(
-            secretNames: Set(secrets.keys),
-            tokenAvailable: { if case .oauth2ClientCredentials = auth { true } else { false } }(),
-            resolver: resolver)
-        env.secretValues = secrets
-        let authTemplates: LenderAuth
-        switch auth {
-        case .apiKey(let header, _):
-            // The value may name secrets: compiled with the template environment.
-            let raw = (top["auth"]?["value"]?.stringValue)!
-            authTemplates = .apiKey(header: header, value: try text(raw, "$.auth.value", env))
-        default:
-            authTemplates = auth
-        }
+        let base = TemplateEnvironment(
+            secretNames: Set(secrets.keys), secretValues: secrets, tokenAvailable: false, resolver: resolver)
+        let authTemplates = try parseAuth(top["auth"], path: "$.auth", baseURL: baseURL, env: base, nested: false)
+        var env = base
+        env.tokenAvailable = authTemplates.usesToken
+        if case .workflow(let w) = authTemplates.headerAuth { env.stepVariables = w.stepVariables }
 
         let retry = try parseRetry(top["retry"])
         let breaker = try parseBreaker(top["circuit_breaker"], timeoutMs: timeoutMs)
@@ -363,42 +386,79 @@ private struct DescriptorParser {
         return n
     }
 
-    func parseAuth(_ v: JSONValue?, baseURL: String) throws(DescriptorError) -> LenderAuth {
-        guard let v, !v.isNull else { return .none }
-        guard case .object(let raw) = v else { throw fail("$.auth", "must be an object, not \(v.typeName)") }
-        guard let type = raw["type"]?.stringValue else { throw fail("$.auth.type", "is required") }
+    func parseAuth(_ v: JSONValue?, path: String, baseURL: String, env: TemplateEnvironment, nested: Bool)
+        throws(DescriptorError) -> LenderAuth
+    {
+        guard let v, !v.isNull else {
+            if nested { throw fail(path, "is required") }
+            return .none
+        }
+        guard case .object(let raw) = v else { throw fail(path, "must be an object, not \(v.typeName)") }
+        guard let type = raw["type"]?.stringValue else { throw fail(child(path, "type"), "is required") }
         switch type {
         case "api_key":
-            let o = try object(v, "$.auth", allowed: ["type", "header", "value"])
-            let header = try required(o, "header", "$.auth")
-            guard HTTPHeaderName.isValid(header) else { throw fail("$.auth.header", "is not a valid HTTP header name") }
-            _ = try required(o, "value", "$.auth")
-            return .apiKey(header: header, value: TextTemplate(literal: ""))
+            let o = try object(v, path, allowed: ["type", "header", "value"])
+            let header = try required(o, "header", path)
+            guard HTTPHeaderName.isValid(header) else {
+                throw fail(child(path, "header"), "is not a valid HTTP header name")
+            }
+            guard case .string(let rawValue)? = o["value"], !rawValue.isEmpty else {
+                throw fail(child(path, "value"), o["value"] == nil ? "is required" : "must be a non-empty string")
+            }
+            // The value may name secrets: compiled with the template environment.
+            return .apiKey(header: header, value: try text(rawValue, child(path, "value"), env))
         case "oauth2_client_credentials":
             let o = try object(
-                v, "$.auth", allowed: ["type", "token_url", "client_id", "client_secret", "scope", "client_auth"])
-            var tokenURL = try required(o, "token_url", "$.auth")
+                v, path, allowed: ["type", "token_url", "client_id", "client_secret", "scope", "client_auth"])
+            var tokenURL = try required(o, "token_url", path)
             if tokenURL.hasPrefix("/") {
                 tokenURL = baseURL + tokenURL
             } else {
                 guard let u = URL(string: tokenURL), let s = u.scheme?.lowercased(), s == "http" || s == "https",
                     u.host?.isEmpty == false
-                else { throw fail("$.auth.token_url", "must be an http(s) URL or a path starting with '/'") }
+                else { throw fail(child(path, "token_url"), "must be an http(s) URL or a path starting with '/'") }
             }
-            let clientAuthText = try string(o, "client_auth", "$.auth") ?? "body"
+            let clientAuthText = try string(o, "client_auth", path) ?? "body"
             guard let clientAuth = OAuth2ClientCredentials.ClientAuth(rawValue: clientAuthText) else {
-                throw fail("$.auth.client_auth", "must be \"body\" or \"basic\"")
+                throw fail(child(path, "client_auth"), "must be \"body\" or \"basic\"")
             }
             return .oauth2ClientCredentials(
                 OAuth2ClientCredentials(
-                    tokenURL: tokenURL, clientID: try required(o, "client_id", "$.auth"),
-                    clientSecret: try required(o, "client_secret", "$.auth"), scope: try string(o, "scope", "$.auth"),
+                    tokenURL: tokenURL, clientID: try required(o, "client_id", path),
+                    clientSecret: try required(o, "client_secret", path), scope: try string(o, "scope", path),
                     clientAuth: clientAuth))
-        case "mtls", "workflow":
-            throw fail("$.auth.type", "auth type \(type) is not supported yet")
+        case "workflow":
+            return .workflow(try parseWorkflow(v, path: path, env: env))
+        case "mtls":
+            guard !nested else { throw fail(child(path, "type"), "mtls cannot be nested inside mtls") }
+            let o = try object(v, path, allowed: ["type", "cert_file", "key_file", "ca_file", "then"])
+            func read(_ key: String, required isRequired: Bool) throws(DescriptorError) -> (String, [UInt8])? {
+                let file: String?
+                if isRequired { file = try required(o, key, path) } else { file = try string(o, key, path) }
+                guard let file else { return nil }
+                do {
+                    return (file, Array(try resolver.readFile(file).utf8))
+                } catch {
+                    throw fail(child(path, key), "file \(file) cannot be read")
+                }
+            }
+            let (certFile, cert) = try read("cert_file", required: true)!
+            let (keyFile, key) = try read("key_file", required: true)!
+            let ca = try read("ca_file", required: false)
+            let identity = MTLSIdentity(
+                certFile: certFile, keyFile: keyFile, caFile: ca?.0, certificatePEM: cert, keyPEM: key, caPEM: ca?.1)
+            if let (field, message) = identity.problem() { throw fail(child(path, field), message) }
+            guard baseURL.lowercased().hasPrefix("https://") else {
+                throw fail("$.base_url", "must be an https:// URL for auth type mtls")
+            }
+            var then = LenderAuth.none
+            if let t = o["then"], !t.isNull {
+                then = try parseAuth(t, path: child(path, "then"), baseURL: baseURL, env: env, nested: true)
+            }
+            return .mtls(identity, then: then)
         default:
             throw fail(
-                "$.auth.type", "must be api_key or oauth2_client_credentials (mtls and workflow are not supported yet)")
+                child(path, "type"), "must be api_key, oauth2_client_credentials, workflow or mtls")
         }
     }
 

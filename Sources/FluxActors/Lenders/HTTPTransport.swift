@@ -72,4 +72,10 @@ public enum TransportError: Error, Sendable, Equatable {
 /// Sends one request. `AsyncHTTPClientTransport` in production; scripted fakes in tests.
 public protocol HTTPTransport: Sendable {
     func send(_ request: LenderHTTPRequest, timeout: Duration) async throws(TransportError) -> LenderHTTPResponse
+    /// Releases connections (an mTLS lender's own client). The default does nothing.
+    func shutdown() async
+}
+
+extension HTTPTransport {
+    public func shutdown() async {}
 }

@@ -68,14 +68,20 @@ public actor LenderConnection {
     let options: LenderConnectionOptions
     var rng: JitterRandom
 
-    // OAuth2 token cache (single flight).
+    // Token cache, oauth2 or workflow (single flight).
     struct CachedToken {
         var value: String
         var renewAt: UInt64
         var expiresAt: UInt64
+        /// The workflow's extracted values (`steps.STEP.VARIABLE` in operation templates).
+        var steps: [String: [String: JSONValue]] = [:]
+    }
+    struct TokenUse: Sendable {
+        var value: String
+        var steps: [String: [String: JSONValue]]
     }
     var token: CachedToken?
-    var tokenFetch: Task<Result<String, CallFailure>, Never>?
+    var tokenFetch: Task<Result<TokenUse, CallFailure>, Never>?
     /// Token requests sent (for tests and stats).
     public private(set) var tokenFetches = 0
 
@@ -330,17 +336,21 @@ public actor LenderConnection {
         var renewedAfter401 = false
         while true {
             var tokenValue: String? = nil
-            if case .oauth2ClientCredentials = descriptor.auth {
+            var stepValues: [String: [String: JSONValue]] = [:]
+            if descriptor.auth.usesToken {
                 switch await currentToken() {
-                case .success(let t): tokenValue = t
+                case .success(let t):
+                    tokenValue = t.value
+                    stepValues = t.steps
                 case .failure(.notSent(let reason, let counts)):
                     return (
                         .notSent("auth: " + reason, countsAsFailure: counts), tries, clock.nowNanos() &- start, false
                     )
                 }
             }
-            let scope = TemplateScope(
+            var scope = TemplateScope(
                 context: context, secrets: descriptor.secrets, token: tokenValue, now: clock.wallNow())
+            scope.steps = stepValues
             let request: LenderHTTPRequest
             do {
                 request = try descriptor.request(for: op, scope: scope)
@@ -379,11 +389,11 @@ public actor LenderConnection {
         }
     }
 
-    // MARK: - OAuth2 token (cached, renewed at 80 % of its life, single flight)
+    // MARK: - Token (oauth2 or workflow: cached, renewed at 80 % of its life, single flight)
 
-    func currentToken() async -> Result<String, CallFailure> {
+    func currentToken() async -> Result<TokenUse, CallFailure> {
         let now = clock.nowNanos()
-        if let t = token, now < t.renewAt { return .success(t.value) }
+        if let t = token, now < t.renewAt { return .success(TokenUse(value: t.value, steps: t.steps)) }
         if let f = tokenFetch { return await f.value }
         let task = Task { await self.fetchToken() }
         tokenFetch = task
@@ -394,44 +404,83 @@ public actor LenderConnection {
         if token?.value == value { token = nil }
     }
 
-    private func fetchToken() async -> Result<String, CallFailure> {
-        guard case .oauth2ClientCredentials(let cfg) = descriptor.auth else {
-            tokenFetch = nil
-            return .failure(.notSent("no oauth2 auth", countsAsFailure: false))
+    /// Drops the cached token (ops, tests): the next call fetches a new one.
+    public func dropToken() { token = nil }
+
+    /// Runs the auth handshake now (oauth2 token request or every workflow step) and caches
+    /// the token. nil on success (or when the lender's auth has no token); else the reason.
+    /// `flux-node lenders check --dry-run` uses it to show the handshake on its own.
+    public func authenticate() async -> String? {
+        guard descriptor.auth.usesToken else { return nil }
+        token = nil
+        switch await currentToken() {
+        case .success: return nil
+        case .failure(.notSent(let reason, _)): return reason
         }
-        let request = cfg.tokenRequest()
+    }
+
+    /// Seconds until the cached token is renewed (nil: none cached).
+    public var tokenRenewsInSeconds: Int? {
+        guard let t = token else { return nil }
+        let now = clock.nowNanos()
+        return t.renewAt > now ? Int((t.renewAt - now) / 1_000_000_000) : 0
+    }
+
+    /// One attempt at a token: the oauth2 token request, or every workflow step in order.
+    private func obtainToken() async -> Result<AuthCredential, AuthFailure> {
         let timeout = Duration.milliseconds(descriptor.timeoutMs)
-        var tries = 0
-        var reason = ""
-        while true {
-            tries += 1
+        switch descriptor.auth.headerAuth {
+        case .oauth2ClientCredentials(let cfg):
             tokenFetches += 1
-            let failure: RetryPolicy.Failure
             do {
-                let resp = try await transport.send(request, timeout: timeout)
+                let resp = try await transport.send(cfg.tokenRequest(), timeout: timeout)
                 if (200..<300).contains(resp.status),
                     let (value, expiresIn) = OAuth2ClientCredentials.parseToken(resp.body)
                 {
-                    let now = clock.nowNanos()
-                    let life = UInt64(max(1, expiresIn ?? options.defaultTokenLifetimeS)) * 1_000_000_000
-                    token = CachedToken(value: value, renewAt: now + life / 10 * 8, expiresAt: now + life)
-                    tokenFetch = nil
-                    return .success(value)
+                    return .success(AuthCredential(token: value, steps: [:], lifetimeS: expiresIn))
                 }
-                reason =
-                    (200..<300).contains(resp.status)
-                    ? "token reply has no access_token" : "token endpoint answered HTTP \(resp.status)"
-                failure = (200..<300).contains(resp.status) ? .http(502) : .http(resp.status)
+                return (200..<300).contains(resp.status)
+                    ? .failure(AuthFailure(reason: "token reply has no access_token", retry: .http(502)))
+                    : .failure(
+                        AuthFailure(reason: "token endpoint answered HTTP \(resp.status)", retry: .http(resp.status)))
             } catch {
-                reason = "token endpoint: " + error.reason
-                failure = error.retryFailure
+                return .failure(AuthFailure(reason: "token endpoint: " + error.reason, retry: error.retryFailure))
             }
-            switch descriptor.retry.decide(after: failure, operation: nil, triesSoFar: tries, using: &rng) {
+        case .workflow(let w):
+            tokenFetches += 1
+            return await w.run(
+                baseURL: descriptor.baseURL, secrets: descriptor.secrets, transport: transport, timeout: timeout,
+                now: clock.wallNow())
+        default:
+            return .failure(AuthFailure(reason: "this lender's auth has no token", retry: .http(400)))
+        }
+    }
+
+    private func fetchToken() async -> Result<TokenUse, CallFailure> {
+        var tries = 0
+        while true {
+            tries += 1
+            let failure: AuthFailure
+            switch await obtainToken() {
+            case .success(let credential):
+                let now = clock.nowNanos()
+                let life = UInt64(max(1, credential.lifetimeS ?? options.defaultTokenLifetimeS)) * 1_000_000_000
+                token = CachedToken(
+                    value: credential.token, renewAt: now + life / 10 * 8, expiresAt: now + life,
+                    steps: credential.steps)
+                tokenFetch = nil
+                return .success(TokenUse(value: credential.token, steps: credential.steps))
+            case .failure(let f):
+                failure = f
+            }
+            switch descriptor.retry.decide(after: failure.retry, operation: nil, triesSoFar: tries, using: &rng) {
             case .giveUp:
                 tokenFetch = nil
                 // A renewal that fails while the old token is still valid keeps the old one.
-                if let t = token, clock.nowNanos() < t.expiresAt { return .success(t.value) }
-                return .failure(.notSent(reason, countsAsFailure: true))
+                if let t = token, clock.nowNanos() < t.expiresAt {
+                    return .success(TokenUse(value: t.value, steps: t.steps))
+                }
+                return .failure(.notSent(failure.reason, countsAsFailure: true))
             case .retry(let ms):
                 if ms > 0 { await clock.sleep(.milliseconds(ms)) }
             }

@@ -11,14 +11,17 @@ extension ConnectorDescriptor {
         let url = baseURL + (try spec.path.render(scope, encode: .component))
         var headers: [LenderHTTPHeader] = []
         headers.reserveCapacity(spec.headers.count + 3)
-        switch auth {
-        case .none: break
+        switch auth.headerAuth {
+        case .none, .mtls: break
         case .apiKey(let name, let value):
             headers.append(LenderHTTPHeader(name, try Self.headerValue(value.render(scope), name: name)))
         case .oauth2ClientCredentials:
             guard let token = scope.token else { throw TemplateRenderError(message: "no access token") }
             headers.append(
                 LenderHTTPHeader("Authorization", try Self.headerValue("Bearer " + token, name: "Authorization")))
+        case .workflow(let w):
+            guard scope.token != nil else { throw TemplateRenderError(message: "no workflow token") }
+            headers.append(LenderHTTPHeader(w.header, try Self.headerValue(w.value.render(scope), name: w.header)))
         }
         for h in spec.headers {
             headers.append(LenderHTTPHeader(h.name, try Self.headerValue(h.value.render(scope), name: h.name)))

@@ -6,12 +6,29 @@ import Foundation
 public struct TemplateScope: Sendable {
     public var applicationID: String
     public var createdAt: Date
-    public var request: CheckoutRequest
+    /// nil in auth-workflow steps (they run once per lender, not per application; templates
+    /// there cannot name the application, which the compiler checks).
+    public var request: CheckoutRequest?
     public var lenderReference: String?
     public var idempotencyKey: String
     public var secrets: [String: JSONValue]
     public var token: String?
+    /// Values extracted by the auth workflow's steps: `steps.STEP.VARIABLE`.
+    public var steps: [String: [String: JSONValue]] = [:]
     public var now: Date
+
+    /// The scope of an auth-workflow template: secrets, earlier steps' values, the token, `now`.
+    init(authSecrets secrets: [String: JSONValue], steps: [String: [String: JSONValue]], token: String?, now: Date) {
+        applicationID = ""
+        createdAt = now
+        request = nil
+        lenderReference = nil
+        idempotencyKey = ""
+        self.secrets = secrets
+        self.token = token
+        self.steps = steps
+        self.now = now
+    }
 
     public init(
         context: LenderCallContext, secrets: [String: JSONValue], token: String?, now: Date
@@ -122,6 +139,12 @@ struct TemplateEnvironment: Sendable {
     var secretValues: [String: JSONValue] = [:]
     var tokenAvailable: Bool
     var resolver: ReferenceResolver
+    /// Variables of the auth workflow's steps that templates may read (`steps.STEP.VARIABLE`):
+    /// for a step, those of the steps before it; for operations, all. nil: no workflow.
+    var stepVariables: [String: Set<String>]? = nil
+    /// False in auth templates (workflow steps, token, ttl, the applied header): they run once
+    /// per lender, so application, customer, product, loan and attempt do not exist there.
+    var applicationAvailable = true
 }
 
 /// One `{{path | filter…}}` expression, compiled.
@@ -131,6 +154,7 @@ struct TemplateExpression: Sendable {
         case request(String)  // customer, product, loan: read from the checkout body
         case attemptLenderReference, attemptIdempotencyKey
         case secret(String)
+        case step(String, String)
         case token
         case now, nowEpochSeconds, nowEpochMillis
     }
@@ -285,6 +309,10 @@ struct TemplateExpression: Sendable {
         func exactlyOne(_ field: Substring?) -> String? {
             parts.count == 2 ? field.map(String.init) : nil
         }
+        if !env.applicationAvailable, ["application", "customer", "product", "loan", "attempt"].contains(head) {
+            throw TemplateCompileError(
+                "'\(text)': auth templates run once per lender, not per application, and cannot read \(head)")
+        }
         switch head {
         case "application":
             let known = ["id", "merchant_id", "store_id", "mode", "created_at"]
@@ -316,7 +344,9 @@ struct TemplateExpression: Sendable {
         case "token":
             guard parts.count == 1 else { throw TemplateCompileError("'token' has no fields") }
             guard env.tokenAvailable else {
-                throw TemplateCompileError("'token' needs auth type oauth2_client_credentials")
+                throw TemplateCompileError(
+                    "'token' needs auth type oauth2_client_credentials or workflow (and is not available in workflow steps)"
+                )
             }
             return (.token, [])
         case "now":
@@ -327,10 +357,20 @@ struct TemplateExpression: Sendable {
             default: throw TemplateCompileError("'\(text)': now has epoch_s, epoch_ms")
             }
         case "steps":
-            throw TemplateCompileError("'steps' needs auth type workflow, which is not supported yet")
+            guard let vars = env.stepVariables else { throw TemplateCompileError("'steps' needs auth type workflow") }
+            guard parts.count >= 3 else { throw TemplateCompileError("'\(text)': use steps.STEP.VARIABLE") }
+            let step = String(parts[1])
+            let name = String(parts[2])
+            guard let known = vars[step] else {
+                throw TemplateCompileError("'\(text)': no earlier workflow step is named '\(step)'")
+            }
+            guard known.contains(name) else {
+                throw TemplateCompileError("'\(text)': step \(step) extracts no '\(name)'")
+            }
+            return (.step(step, name), Array(tail.dropFirst(2)))
         default:
             throw TemplateCompileError(
-                "'\(text)': unknown root '\(head)' (application, customer, product, loan, attempt, secrets, token, now)"
+                "'\(text)': unknown root '\(head)' (application, customer, product, loan, attempt, secrets, steps, token, now)"
             )
         }
     }
@@ -341,14 +381,18 @@ struct TemplateExpression: Sendable {
         let base: JSONValue
         switch root {
         case .applicationID: base = .string(scope.applicationID)
-        case .applicationMerchantID: base = .string(scope.request.merchantID)
+        case .applicationMerchantID:
+            guard let r = scope.request else { throw missing() }
+            base = .string(r.merchantID)
         case .applicationStoreID:
-            guard let s = scope.request.storeID else { throw missing() }
+            guard let s = scope.request?.storeID else { throw missing() }
             base = .string(s)
-        case .applicationMode: base = .string(scope.request.mode.rawValue)
+        case .applicationMode:
+            guard let r = scope.request else { throw missing() }
+            base = .string(r.mode.rawValue)
         case .applicationCreatedAt: base = .string(TimeText.iso8601(scope.createdAt))
         case .request(let key):
-            guard let v = scope.request.raw[key] else { throw missing() }
+            guard let v = scope.request?.raw[key] else { throw missing() }
             base = v
         case .attemptLenderReference:
             guard let r = scope.lenderReference else { throw missing() }
@@ -356,6 +400,9 @@ struct TemplateExpression: Sendable {
         case .attemptIdempotencyKey: base = .string(scope.idempotencyKey)
         case .secret(let name):
             guard let v = scope.secrets[name] else { throw missing() }
+            base = v
+        case .step(let step, let name):
+            guard let v = scope.steps[step]?[name] else { throw missing() }
             base = v
         case .token:
             guard let t = scope.token else { throw missing() }

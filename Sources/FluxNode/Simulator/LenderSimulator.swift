@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import HummingbirdCore
 import Logging
 
 /// Serves the simulated lenders of `config` until the task is cancelled, printing one line per
@@ -87,14 +88,22 @@ public final class LenderSimulator: Sendable {
             let port = await lender.boundPort ?? lender.config.port
             let firstStart = !announced
             announced = true
+            let server: HTTPServerBuilder
+            if let tls = lender.config.tls {
+                server = try SimulatedTLS.server(tls)
+            } else {
+                server = .http1()
+            }
             let app = Application(
                 responder: responder,
+                server: server,
                 configuration: .init(address: .hostname(config.host, port: port)),
                 onServerRunning: { channel in
                     let bound = channel.localAddress?.port ?? port
                     await lender.setBoundPort(bound)
                     if firstStart {
-                        onListening(.lender(id: lender.config.id, url: "http://\(self.config.host):\(bound)"))
+                        let scheme = lender.config.tls == nil ? "http" : "https"
+                        onListening(.lender(id: lender.config.id, url: "\(scheme)://\(self.config.host):\(bound)"))
                     }
                 },
                 logger: logger)
@@ -152,6 +161,10 @@ public final class LenderSimulator: Sendable {
             }
         }
 
+        if auth.type == .hmacHandshake {
+            addHandshakeRoutes(lender, base: auth.tokenPath, to: router)
+        }
+
         /// Auth and fault gate shared by the four operations; nil means go on after `delay`.
         let keyHeader = HTTPField.Name(auth.header)
         @Sendable func admit(_ request: Request) async -> (Response?, Int) {
@@ -169,7 +182,7 @@ public final class LenderSimulator: Sendable {
                     try? await Self.pause(delay)
                     var headers = HTTPFields()
                     headers[.wwwAuthenticate] =
-                        auth.type == .oauth2 ? "Bearer error=\"invalid_token\"" : "ApiKey header=\"\(auth.header)\""
+                        auth.type == .apiKey ? "ApiKey header=\"\(auth.header)\"" : "Bearer error=\"invalid_token\""
                     return (Self.error(.unauthorized, "unauthorized", why, headers: headers), 0)
                 }
                 return (nil, delay)
@@ -280,6 +293,10 @@ public final class LenderSimulator: Sendable {
             if let ids = change.lenders, let unknown = ids.first(where: { self.lender($0) == nil }) {
                 return Self.error(.notFound, "not_found", "no simulated lender \(unknown)", field: "lenders")
             }
+            if let ttl = change.tokenTTLS, !(1...86_400).contains(ttl) {
+                return Self.error(
+                    .unprocessableContent, "invalid_field", "token_ttl_s must be 1…86400", field: "token_ttl_s")
+            }
             for lender in targets {
                 var b = await lender.behaviour
                 change.apply(to: &b)
@@ -287,6 +304,8 @@ public final class LenderSimulator: Sendable {
                     return Self.error(.unprocessableContent, "invalid_field", "\(error)")
                 }
                 await lender.setBehaviour(b)
+                if let ttl = change.tokenTTLS { await lender.setTokenTTL(ttl) }
+                if change.expireTokens == true { await lender.expireTokens() }
             }
             return Self.json(.ok, await self.behaviourReport())
         }
@@ -369,6 +388,8 @@ public final class LenderSimulator: Sendable {
                 "ghost_mode": .bool(b.ghostMode), "ghost_delay_ms": .int(Int64(b.ghostDelayMs)),
                 "ghost_rate": .double(b.ghostRate),
                 "port": await lender.boundPort.map { .int(Int64($0)) } ?? .null,
+                "tokens_issued": .int(Int64(await lender.tokensIssued)),
+                "token_ttl_s": await lender.tokenTTLOverride.map { .int(Int64($0)) } ?? .null,
             ])
         }
         return .object(["lenders": .object(out)])
@@ -444,6 +465,10 @@ struct SimulatorControlChange: Decodable {
     var ghostMode: Bool?
     var ghostDelayMs: Int?
     var ghostRate: Double?
+    /// Lifetime of tokens issued from now on (OAuth2 and the HMAC handshake).
+    var tokenTTLS: Int?
+    /// `true`: every token issued so far stops working now.
+    var expireTokens: Bool?
 
     enum CodingKeys: String, CodingKey {
         case lenders
@@ -455,6 +480,8 @@ struct SimulatorControlChange: Decodable {
         case ghostMode = "ghost_mode"
         case ghostDelayMs = "ghost_delay_ms"
         case ghostRate = "ghost_rate"
+        case tokenTTLS = "token_ttl_s"
+        case expireTokens = "expire_tokens"
     }
 
     init(from decoder: any Decoder) throws {
@@ -471,6 +498,8 @@ struct SimulatorControlChange: Decodable {
         ghostMode = try c.decodeIfPresent(Bool.self, forKey: .ghostMode)
         ghostDelayMs = try c.decodeIfPresent(Int.self, forKey: .ghostDelayMs)
         ghostRate = try c.decodeIfPresent(Double.self, forKey: .ghostRate)
+        tokenTTLS = try c.decodeIfPresent(Int.self, forKey: .tokenTTLS)
+        expireTokens = try c.decodeIfPresent(Bool.self, forKey: .expireTokens)
     }
 
     func apply(to b: inout SimulatedBehaviour) {
@@ -481,5 +510,72 @@ struct SimulatorControlChange: Decodable {
         if let ghostMode { b.ghostMode = ghostMode }
         if let ghostDelayMs { b.ghostDelayMs = ghostDelayMs }
         if let ghostRate { b.ghostRate = ghostRate }
+    }
+}
+
+extension LenderSimulator {
+    /// The four-step HMAC handshake of a `hmac_handshake` lender, under `base` (`/auth/v1`).
+    func addHandshakeRoutes(_ lender: SimulatedLender, base: String, to router: Router<BasicRequestContext>) {
+        @Sendable func reply(_ r: SimulatedLender.HandshakeResult, delay: Int) async throws -> Response {
+            try await Self.pause(delay)
+            switch r {
+            case .ok(let body): return Self.json(.ok, body, headers: [.cacheControl: "no-store"])
+            case .refused(let status, let error, let description):
+                return Self.json(
+                    .init(code: status),
+                    .object(["error": .string(error), "error_description": .string(description)]))
+            }
+        }
+        /// Fault gate and body; nil body when it is not JSON.
+        @Sendable func gated(_ request: inout Request) async throws -> (Response?, SimJSON?, String, Int) {
+            switch await lender.gate() {
+            case .unavailable: return (Self.unavailable(), nil, "", 0)
+            case .fail(let delay):
+                try await Self.pause(delay)
+                return (Self.error(.internalServerError, "server_error", "injected failure"), nil, "", 0)
+            case .proceed(let delay):
+                let bytes: ByteBuffer
+                do { bytes = try await request.collectBody(upTo: 8 * 1024) } catch {
+                    return (Self.tooLarge(), nil, "", 0)
+                }
+                let text = String(buffer: bytes)
+                return (nil, try? SimJSON.decode(bytes.readableBytesView), text, delay)
+            }
+        }
+        @Sendable func field(_ j: SimJSON?, _ name: String) -> String? {
+            if case .string(let s)? = j?.value(at: name) { return s }
+            return nil
+        }
+        router.post(RouterPath(base + "/nonce")) { request, _ -> Response in
+            var request = request
+            let (early, _, text, delay) = try await gated(&request)
+            if let early { return early }
+            let form = Self.parseForm(text)
+            return try await reply(await lender.handshakeNonce(clientID: form["client_id"], now: Date()), delay: delay)
+        }
+        router.post(RouterPath(base + "/challenge")) { request, _ -> Response in
+            var request = request
+            let (early, body, _, delay) = try await gated(&request)
+            if let early { return early }
+            let r = await lender.handshakeChallenge(
+                clientID: field(body, "client_id"), nonce: field(body, "nonce"), signature: field(body, "signature"),
+                now: Date())
+            return try await reply(r, delay: delay)
+        }
+        router.post(RouterPath(base + "/session")) { request, _ -> Response in
+            var request = request
+            let (early, body, _, delay) = try await gated(&request)
+            if let early { return early }
+            let r = await lender.handshakeSession(
+                challengeID: field(body, "challenge_id"), response: field(body, "response"), now: Date())
+            return try await reply(r, delay: delay)
+        }
+        router.post(RouterPath(base + "/token")) { request, _ -> Response in
+            var request = request
+            let (early, _, _, delay) = try await gated(&request)
+            if let early { return early }
+            let session = HTTPField.Name("X-Session-Id").flatMap { request.headers[$0] }
+            return try await reply(await lender.handshakeToken(sessionID: session, now: Date()), delay: delay)
+        }
     }
 }

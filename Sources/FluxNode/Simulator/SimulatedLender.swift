@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 
 /// The shell around one lender's book: authentication, injected faults and runtime behaviour.
@@ -16,9 +17,17 @@ actor SimulatedLender {
     private(set) var behaviour: SimulatedBehaviour
     private var book: SimulatedLenderBook
     private var rng: SplitMix64
-    /// OAuth2 access tokens issued, with their expiry.
+    /// Access tokens issued (OAuth2 or the HMAC handshake), with their expiry.
     private var tokens: [String: Date] = [:]
     static let maxTokens = 10_000
+    /// Tokens issued since start (or reset): tests count renewals with it.
+    private(set) var tokensIssued = 0
+    /// Overrides `auth.expires_in_s` for tokens issued from now on (`token_ttl_s` control).
+    private(set) var tokenTTLOverride: Int?
+    // HMAC handshake state: single-use nonces, challenges and sessions, each with an expiry.
+    private var nonces: [String: Date] = [:]
+    private var challenges: [String: (challenge: String, expires: Date)] = [:]
+    private var sessions: [String: Date] = [:]
     /// The port actually bound (differs from `config.port` when that is 0); kept across
     /// refuse-outage restarts so the lender comes back where it was.
     private(set) var boundPort: Int?
@@ -75,7 +84,7 @@ actor SimulatedLender {
                 return .unauthorized("missing \(config.auth.header) header")
             }
             return key == config.auth.value ? nil : .unauthorized("invalid API key")
-        case .oauth2:
+        case .oauth2, .hmacHandshake:
             guard let value = authorization else { return .unauthorized("missing bearer token") }
             guard value.count > 7, value.prefix(7).lowercased() == "bearer " else {
                 return .unauthorized("Authorization must be a Bearer token")
@@ -130,15 +139,109 @@ actor SimulatedLender {
                 return .refused(status: 400, error: "invalid_scope", description: "scope not granted to this client")
             }
         }
+        let (token, life) = mintToken(now: now)
+        return .issued(token: token, expiresIn: life, scope: auth.scope)
+    }
+
+    private func randomHex(_ words: Int) -> String {
+        (0..<words).map { _ in String(rng.next(), radix: 16) }.joined()
+    }
+
+    private func mintToken(now: Date) -> (String, Int) {
         if tokens.count >= Self.maxTokens {
             tokens = tokens.filter { $0.value > now }
             if tokens.count >= Self.maxTokens, let oldest = tokens.min(by: { $0.value < $1.value }) {
                 tokens[oldest.key] = nil
             }
         }
-        let token = (0..<4).map { _ in String(rng.next(), radix: 16) }.joined()
-        tokens[token] = now.addingTimeInterval(TimeInterval(auth.expiresInS))
-        return .issued(token: token, expiresIn: auth.expiresInS, scope: auth.scope)
+        let token = randomHex(4)
+        let life = tokenTTLOverride ?? config.auth.expiresInS
+        tokens[token] = now.addingTimeInterval(TimeInterval(life))
+        tokensIssued += 1
+        return (token, life)
+    }
+
+    func setTokenTTL(_ seconds: Int?) { tokenTTLOverride = seconds }
+
+    /// Every token issued so far stops working now (the next call with one is `401`).
+    func expireTokens() { tokens = [:] }
+
+    // MARK: HMAC handshake (nonce → signed challenge → session → token)
+
+    enum HandshakeResult: Equatable {
+        case ok(SimJSON)
+        case refused(status: Int, error: String, description: String)
+    }
+
+    static func hmacHex(_ message: String, key: String) -> String {
+        let mac = HMAC<SHA256>.authenticationCode(for: Data(message.utf8), using: SymmetricKey(data: Data(key.utf8)))
+        return mac.map { String(format: "%02x", $0) }.joined()
+    }
+
+    private func pruneHandshake(now: Date) {
+        if nonces.count + challenges.count + sessions.count > Self.maxTokens {
+            nonces = nonces.filter { $0.value > now }
+            challenges = challenges.filter { $0.value.expires > now }
+            sessions = sessions.filter { $0.value > now }
+        }
+    }
+
+    /// Step 1: a nonce for a known client (form `client_id`).
+    func handshakeNonce(clientID: String?, now: Date) -> HandshakeResult {
+        guard config.auth.type == .hmacHandshake else {
+            return .refused(status: 404, error: "not_found", description: "no handshake here")
+        }
+        guard clientID == config.auth.clientID else {
+            return .refused(status: 401, error: "invalid_client", description: "unknown client_id")
+        }
+        pruneHandshake(now: now)
+        let nonce = randomHex(2)
+        nonces[nonce] = now.addingTimeInterval(60)
+        return .ok(.object(["nonce": .string(nonce), "expires_in": .int(60)]))
+    }
+
+    /// Step 2: the nonce signed with the shared key (`hex(hmac_sha256(key, nonce))`) buys a challenge.
+    func handshakeChallenge(clientID: String?, nonce: String?, signature: String?, now: Date) -> HandshakeResult {
+        guard clientID == config.auth.clientID else {
+            return .refused(status: 401, error: "invalid_client", description: "unknown client_id")
+        }
+        guard let nonce, let expiry = nonces.removeValue(forKey: nonce), expiry > now else {
+            return .refused(status: 401, error: "invalid_nonce", description: "nonce unknown, used or expired")
+        }
+        guard signature == Self.hmacHex(nonce, key: config.auth.clientSecret) else {
+            return .refused(status: 401, error: "invalid_signature", description: "signature does not match")
+        }
+        let id = "ch-" + randomHex(1)
+        let challenge = randomHex(2)
+        challenges[id] = (challenge, now.addingTimeInterval(60))
+        return .ok(.object(["challenge_id": .string(id), "challenge": .string(challenge)]))
+    }
+
+    /// Step 3: the challenge signed the same way opens a session.
+    func handshakeSession(challengeID: String?, response: String?, now: Date) -> HandshakeResult {
+        guard let challengeID, let c = challenges.removeValue(forKey: challengeID), c.expires > now else {
+            return .refused(status: 401, error: "invalid_challenge", description: "challenge unknown, used or expired")
+        }
+        guard response == Self.hmacHex(c.challenge, key: config.auth.clientSecret) else {
+            return .refused(status: 401, error: "invalid_response", description: "challenge response does not match")
+        }
+        let id = "sess-" + randomHex(2)
+        sessions[id] = now.addingTimeInterval(60)
+        return .ok(.object(["session": .object(["id": .string(id), "expires_in": .int(60)])]))
+    }
+
+    /// Step 4: a session (header `X-Session-Id`, single use) is exchanged for the access token.
+    func handshakeToken(sessionID: String?, now: Date) -> HandshakeResult {
+        guard let sessionID, let expiry = sessions.removeValue(forKey: sessionID), expiry > now else {
+            return .refused(status: 401, error: "invalid_session", description: "session unknown, used or expired")
+        }
+        let (token, life) = mintToken(now: now)
+        return .ok(
+            .object([
+                "data": .object([
+                    "access_token": .string(token), "token_type": .string("Bearer"), "expires_in": .int(Int64(life)),
+                ])
+            ]))
     }
 
     // MARK: Lending
@@ -166,5 +269,9 @@ actor SimulatedLender {
     func reset() {
         book.reset()
         tokens = [:]
+        tokensIssued = 0
+        nonces = [:]
+        challenges = [:]
+        sessions = [:]
     }
 }

@@ -50,7 +50,12 @@ public struct SimulatorConfig: Codable, Sendable, Equatable {
         } catch {
             throw SimulatorConfigError(message: "cannot read \(path): \(error.localizedDescription)")
         }
-        return try parse(data, source: path)
+        var config = try parse(data, source: path)
+        let dir = URL(fileURLWithPath: path).deletingLastPathComponent()
+        for i in config.lenders.indices {
+            config.lenders[i].tls = config.lenders[i].tls?.resolved(relativeTo: dir)
+        }
+        return config
     }
 
     static func parse(_ data: Data, source: String = "config") throws -> SimulatorConfig {
@@ -143,17 +148,20 @@ public struct SimulatedLenderConfig: Codable, Sendable, Equatable {
     /// The annual rate quoted on approval, in basis points (1499 = 14.99 %).
     public var rateBps: Int
     public var behaviour: SimulatedBehaviour
+    /// Serve HTTPS and require a client certificate signed by `client_ca_file` (mTLS).
+    public var tls: SimulatedTLSConfig?
 
     enum CodingKeys: String, CodingKey {
-        case id, name, port, api, auth, rules
+        case id, name, port, api, auth, rules, tls
         case rateBps = "rate_bps"
     }
 
     public init(
         id: String, name: String? = nil, port: Int = 0, api: String? = nil, auth: SimulatedAuthConfig? = nil,
         rules: SimulatedLendingRules = SimulatedLendingRules(), rateBps: Int = 1500,
-        behaviour: SimulatedBehaviour = SimulatedBehaviour()
+        behaviour: SimulatedBehaviour = SimulatedBehaviour(), tls: SimulatedTLSConfig? = nil
     ) {
+        self.tls = tls
         self.id = id
         self.name = name ?? id
         self.port = port
@@ -176,7 +184,8 @@ public struct SimulatedLenderConfig: Codable, Sendable, Equatable {
             rules: try c.decodeIfPresent(SimulatedLendingRules.self, forKey: .rules) ?? SimulatedLendingRules(),
             rateBps: try c.decodeIfPresent(Int.self, forKey: .rateBps) ?? 1500,
             // Behaviour fields sit flat in the lender object (latency_ms, outage, ghost_mode …).
-            behaviour: try SimulatedBehaviour(from: decoder)
+            behaviour: try SimulatedBehaviour(from: decoder),
+            tls: try c.decodeIfPresent(SimulatedTLSConfig.self, forKey: .tls)
         )
     }
 
@@ -189,13 +198,46 @@ public struct SimulatedLenderConfig: Codable, Sendable, Equatable {
         try c.encode(auth, forKey: .auth)
         try c.encode(rules, forKey: .rules)
         try c.encode(rateBps, forKey: .rateBps)
+        try c.encodeIfPresent(tls, forKey: .tls)
         try behaviour.encode(to: encoder)
+    }
+}
+
+/// HTTPS with client-certificate verification for one simulated lender. Relative paths are
+/// relative to the configuration file's folder.
+public struct SimulatedTLSConfig: Codable, Sendable, Equatable {
+    public var certFile: String
+    public var keyFile: String
+    /// Clients must present a certificate signed by this CA.
+    public var clientCAFile: String
+
+    enum CodingKeys: String, CodingKey {
+        case certFile = "cert_file"
+        case keyFile = "key_file"
+        case clientCAFile = "client_ca_file"
+    }
+
+    public init(certFile: String, keyFile: String, clientCAFile: String) {
+        self.certFile = certFile
+        self.keyFile = keyFile
+        self.clientCAFile = clientCAFile
+    }
+
+    func resolved(relativeTo dir: URL) -> SimulatedTLSConfig {
+        func r(_ p: String) -> String { p.hasPrefix("/") ? p : dir.appendingPathComponent(p).path }
+        return SimulatedTLSConfig(certFile: r(certFile), keyFile: r(keyFile), clientCAFile: r(clientCAFile))
     }
 }
 
 /// How a lender checks its callers.
 public struct SimulatedAuthConfig: Codable, Sendable, Equatable {
-    public enum Kind: String, Codable, Sendable { case apiKey = "api_key", oauth2 = "oauth2_client_credentials" }
+    public enum Kind: String, Codable, Sendable {
+        case apiKey = "api_key"
+        case oauth2 = "oauth2_client_credentials"
+        /// Four steps under `token_path` (default `/auth/v1`): nonce → signed challenge →
+        /// session → token (see Docs/simulator.md); `client_secret` is the HMAC key.
+        case hmacHandshake = "hmac_handshake"
+    }
     public enum ClientAuth: String, Codable, Sendable { case body, basic }
 
     public var type: Kind
@@ -227,6 +269,14 @@ public struct SimulatedAuthConfig: Codable, Sendable, Equatable {
             clientAuth: .body, expiresInS: 3600, scope: nil)
     }
 
+    public static func hmacHandshake(
+        basePath: String = "/auth/v1", clientID: String, signingKey: String, expiresInS: Int = 900
+    ) -> SimulatedAuthConfig {
+        SimulatedAuthConfig(
+            type: .hmacHandshake, header: "X-Api-Key", value: "", tokenPath: basePath, clientID: clientID,
+            clientSecret: signingKey, clientAuth: .body, expiresInS: expiresInS, scope: nil)
+    }
+
     public static func oauth2(
         tokenPath: String = "/oauth/token", clientID: String, clientSecret: String, clientAuth: ClientAuth = .body,
         expiresInS: Int = 3600, scope: String? = nil
@@ -256,11 +306,12 @@ public struct SimulatedAuthConfig: Codable, Sendable, Equatable {
         type = try c.decodeIfPresent(Kind.self, forKey: .type) ?? .apiKey
         header = try c.decodeIfPresent(String.self, forKey: .header) ?? "X-Api-Key"
         value = try c.decodeIfPresent(String.self, forKey: .value) ?? ""
-        tokenPath = try c.decodeIfPresent(String.self, forKey: .tokenPath) ?? "/oauth/token"
+        let handshake = type == .hmacHandshake
+        tokenPath = try c.decodeIfPresent(String.self, forKey: .tokenPath) ?? (handshake ? "/auth/v1" : "/oauth/token")
         clientID = try c.decodeIfPresent(String.self, forKey: .clientID) ?? ""
         clientSecret = try c.decodeIfPresent(String.self, forKey: .clientSecret) ?? ""
         clientAuth = try c.decodeIfPresent(ClientAuth.self, forKey: .clientAuth) ?? .body
-        expiresInS = try c.decodeIfPresent(Int.self, forKey: .expiresInS) ?? 3600
+        expiresInS = try c.decodeIfPresent(Int.self, forKey: .expiresInS) ?? (handshake ? 900 : 3600)
         scope = try c.decodeIfPresent(String.self, forKey: .scope)
     }
 
@@ -271,12 +322,13 @@ public struct SimulatedAuthConfig: Codable, Sendable, Equatable {
                 throw SimulatorConfigError(message: "\(path).header: must be a header name")
             }
             guard !value.isEmpty else { throw SimulatorConfigError(message: "\(path).value: must not be empty") }
-        case .oauth2:
+        case .oauth2, .hmacHandshake:
             guard tokenPath.hasPrefix("/") else {
                 throw SimulatorConfigError(message: "\(path).token_path: must start with '/'")
             }
             guard !clientID.isEmpty, !clientSecret.isEmpty else {
-                throw SimulatorConfigError(message: "\(path): client_id and client_secret are required for oauth2")
+                throw SimulatorConfigError(
+                    message: "\(path): client_id and client_secret are required for \(type.rawValue)")
             }
             guard (1...86_400).contains(expiresInS) else {
                 throw SimulatorConfigError(message: "\(path).expires_in_s: must be 1…86400")
@@ -460,4 +512,29 @@ extension SimulatorConfig {
                 allowedTenureMonths: [3, 6, 9, 12], minAge: 21, maxAge: 60),
             rateBps: 2100, behaviour: SimulatedBehaviour(latencyMs: 80, jitterMs: 120)),
     ]
+}
+
+extension SimulatorConfig {
+    /// A fifth lender, outside the demo: a four-step HMAC handshake whose token lives 15
+    /// minutes (descriptor `lenders/extra/idfc.json`). Speaks the `hero` API shape.
+    public static let idfcLender = SimulatedLenderConfig(
+        id: "idfc", name: "IDFC First Bank (simulated)", port: 9105, api: "hero",
+        auth: .hmacHandshake(clientID: "flux-sim", signingKey: "sim-idfc-4a9c12", expiresInS: 900),
+        rules: SimulatedLendingRules(
+            minBureauScore: 700, minAmountPaise: 300_000, maxAmountPaise: 20_000_000,
+            allowedTenureMonths: [3, 6, 9, 12, 18, 24]),
+        rateBps: 1650, behaviour: SimulatedBehaviour(latencyMs: 30, jitterMs: 40))
+
+    /// A sixth lender, outside the demo: HTTPS that requires a client certificate signed by the
+    /// CA in `tls.client_ca_file`, and an API key on top (descriptor `lenders/extra/kotak.json`).
+    /// Speaks the `piramal` API shape.
+    public static func kotakLender(tls: SimulatedTLSConfig) -> SimulatedLenderConfig {
+        SimulatedLenderConfig(
+            id: "kotak", name: "Kotak Mahindra Prime (simulated)", port: 9106, api: "piramal",
+            auth: .apiKey(header: "X-Kotak-Key", value: "sim-kotak-81d3f7"),
+            rules: SimulatedLendingRules(
+                minBureauScore: 700, minAmountPaise: 300_000, maxAmountPaise: 20_000_000,
+                allowedTenureMonths: [3, 6, 9, 12], minAge: 21, maxAge: 60),
+            rateBps: 1550, behaviour: SimulatedBehaviour(latencyMs: 30, jitterMs: 40), tls: tls)
+    }
 }

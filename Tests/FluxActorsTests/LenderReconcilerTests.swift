@@ -1,0 +1,173 @@
+import Foundation
+import Testing
+
+@testable import FluxActors
+
+/// The background check of references the waterfall gave up on (`not_found` twice).
+@Suite struct LenderReconcilerTests {
+    static let s: UInt64 = 1_000_000_000
+
+    func policy() -> ReconcilerPolicy {
+        var p = ReconcilerPolicy()
+        p.firstCheckAfter = .seconds(5)
+        p.multiplier = 2
+        p.maxInterval = .seconds(30)
+        p.watchFor = .seconds(300)
+        p.cancelAttempts = 2
+        return p
+    }
+
+    func context(_ app: String = "app-1", lender: String = "hero") -> LenderCallContext {
+        var c = LenderFixtures.context()
+        c.applicationID = app
+        c.idempotencyKey = "\(app).\(lender)"
+        return c
+    }
+
+    @Test func checksWithCappedBackoffUntilTheDeadline() {
+        var book = ReconciliationBook(policy: policy())
+        let first = book.watch(lenderID: "hero", context: context(), now: 0)
+        let second = book.watch(lenderID: "hero", context: context(), now: 0)  // the same reference once
+        #expect(first && second)
+        #expect(book.stats["hero"]?.watching == 1)
+        let early = book.due(now: 4 * Self.s)
+        #expect(early.isEmpty)
+        var times: [UInt64] = []
+        var now = 5 * Self.s
+        while let w = book.due(now: now).first {
+            times.append(now / Self.s)
+            let d = book.recordStatus(key: w.context.idempotencyKey, .notFound, now: now)
+            #expect(d == .recheck)
+            now = book.nextDue ?? .max
+            if now == .max { break }
+        }
+        // 5, then +10, +20, +30 (capped) … until 300 s have passed.
+        #expect(Array(times.prefix(5)) == [5, 15, 35, 65, 95])
+        #expect(times.last! < 300)
+        #expect(book.watches.isEmpty)
+        #expect(book.stats["hero"]?.expired == 1)
+        #expect(book.stats["hero"]?.watching == 0)
+    }
+
+    @Test func aLateApprovalIsCancelled() {
+        var book = ReconciliationBook(policy: policy())
+        _ = book.watch(lenderID: "hero", context: context(), now: 0)
+        let w = book.due(now: 5 * Self.s)[0]
+        let d = book.recordStatus(
+            key: w.context.idempotencyKey, .approved(reference: "L-9", annualRateBps: 1600), now: 5 * Self.s)
+        guard case .cancel(let c) = d else {
+            Issue.record("\(d)")
+            return
+        }
+        #expect(c.lenderReference == "L-9")
+        let done = book.recordCancel(key: w.context.idempotencyKey, .cancelled, now: 5 * Self.s)
+        #expect(done == .cancelled)
+        #expect(
+            book.stats["hero"] == ReconciliationBook.Stats(watching: 0, checks: 1, orphanApprovals: 1, cancelled: 1))
+    }
+
+    @Test func withoutCancelOrWhenItKeepsFailingItIsFlagged() {
+        var book = ReconciliationBook(policy: policy())
+        _ = book.watch(lenderID: "hero", context: context("a"), now: 0)
+        _ = book.watch(lenderID: "abfl", context: context("b", lender: "abfl"), now: 0)
+        for w in book.due(now: 5 * Self.s) {
+            _ = book.recordStatus(
+                key: w.context.idempotencyKey, .approved(reference: "R", annualRateBps: 1), now: 5 * Self.s)
+        }
+        guard case .flag = book.recordCancel(key: "a.hero", nil, now: 5 * Self.s) else {
+            Issue.record("no cancel operation must be flagged")
+            return
+        }
+        // cancelAttempts 2: the first failure asks again, the second flags.
+        let retry = book.recordCancel(key: "b.abfl", .failed(reason: "HTTP 500"), now: 5 * Self.s)
+        #expect(retry == .recheck)
+        let again = book.due(now: 15 * Self.s)
+        #expect(again.map(\.lenderID) == ["abfl"])
+        _ = book.recordStatus(key: "b.abfl", .approved(reference: "R", annualRateBps: 1), now: 15 * Self.s)
+        guard case .flag(let why) = book.recordCancel(key: "b.abfl", .failed(reason: "HTTP 500"), now: 15 * Self.s)
+        else {
+            Issue.record("a cancel that keeps failing must be flagged")
+            return
+        }
+        #expect(why.contains("HTTP 500"))
+        #expect(book.stats["hero"]?.flagged == 1)
+        #expect(book.stats["abfl"]?.flagged == 1)
+        #expect(book.stats["abfl"]?.orphanApprovals == 1)
+        #expect(book.watches.isEmpty)
+    }
+
+    @Test func aRejectionSettlesIt() {
+        var book = ReconciliationBook(policy: policy())
+        _ = book.watch(lenderID: "hero", context: context(), now: 0)
+        let w = book.due(now: 5 * Self.s)[0]
+        guard case .settled = book.recordStatus(key: w.context.idempotencyKey, .rejected(reason: "no"), now: 5 * Self.s)
+        else {
+            Issue.record("rejected must settle")
+            return
+        }
+        #expect(book.watches.isEmpty)
+    }
+
+    @Test func bounded() {
+        var p = policy()
+        p.maxWatched = 1
+        var book = ReconciliationBook(policy: p)
+        let a = book.watch(lenderID: "hero", context: context("a"), now: 0)
+        let b = book.watch(lenderID: "hero", context: context("b"), now: 0)
+        #expect(a && !b)
+    }
+
+    /// A gateway whose `status` answers from a script and whose `cancel` is counted.
+    final class Gateway: LenderGateway {
+        let statuses = LenderTestLock<[StatusOutcome]>([])
+        let cancels = LenderTestLock<[String]>([])
+        let hasCancel: Bool
+        init(hasCancel: Bool) { self.hasCancel = hasCancel }
+
+        func admit(lenderID: String, context: LenderCallContext) async -> Admission { .permitted }
+        func apply(lenderID: String, context: LenderCallContext) async -> LenderCall<ApplyOutcome> {
+            LenderCall(outcome: .failed(reason: "not in this test"), tries: 0, latencyMs: 0)
+        }
+        func status(lenderID: String, context: LenderCallContext) async -> LenderCall<StatusOutcome> {
+            let next = statuses.withLock { $0.isEmpty ? StatusOutcome.notFound : $0.removeFirst() }
+            return LenderCall(outcome: next, tries: 1, latencyMs: 1)
+        }
+        func disburse(lenderID: String, context: LenderCallContext) async -> LenderCall<DisburseOutcome> {
+            LenderCall(outcome: .disbursed, tries: 0, latencyMs: 0)
+        }
+        func cancel(lenderID: String, context: LenderCallContext) async -> LenderCall<CancelOutcome>? {
+            guard hasCancel else { return nil }
+            cancels.withLock { $0.append(context.lenderReference ?? "?") }
+            return LenderCall(outcome: .cancelled, tries: 1, latencyMs: 1)
+        }
+    }
+
+    @Test func theActorChecksDueReferencesAndCancels() async {
+        let clock = TestClock()
+        let g = Gateway(hasCancel: true)
+        g.statuses.withLock { $0 = [.notFound, .approved(reference: "L-7", annualRateBps: 1500)] }
+        let r = Reconciler(gateway: g, policy: policy(), clock: clock.lenderClock)
+        await r.watch(lenderID: "hero", context: context())
+        await r.runDue()
+        #expect(g.statuses.withLock { $0.count } == 2)  // not due yet
+        clock.advance(ms: 5_000)
+        await r.runDue()
+        clock.advance(ms: 10_000)
+        await r.runDue()
+        #expect(g.cancels.withLock { $0 } == ["L-7"])
+        let stats = await r.stats()["hero"]
+        #expect(stats?.orphanApprovals == 1 && stats?.cancelled == 1 && stats?.checks == 2)
+        #expect(await r.watchedCount == 0)
+    }
+
+    @Test func theActorFlagsWithoutCancel() async {
+        let clock = TestClock()
+        let g = Gateway(hasCancel: false)
+        g.statuses.withLock { $0 = [.approved(reference: "L-8", annualRateBps: 1500)] }
+        let r = Reconciler(gateway: g, policy: policy(), clock: clock.lenderClock)
+        await r.watch(lenderID: "tata", context: context(lender: "tata"))
+        clock.advance(ms: 5_000)
+        await r.runDue()
+        #expect(await r.stats()["tata"]?.flagged == 1)
+    }
+}
