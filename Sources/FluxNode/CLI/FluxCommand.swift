@@ -12,7 +12,7 @@ struct FluxCommand: AsyncParsableCommand {
         abstract: "Flux, the lending switchboard: one cluster node and its tools.",
         subcommands: [
             RunCommand.self, SimulateLendersCommand.self, LoadGenCommand.self, DemoCommand.self, MembersCommand.self,
-            BenchCommand.self,
+            BenchCommand.self, LendersCommand.self,
         ])
 }
 
