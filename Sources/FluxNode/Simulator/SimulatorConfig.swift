@@ -3,7 +3,7 @@ import Foundation
 /// The lender simulator's configuration (`simulator.json`). Every field has a default: `{}` serves
 /// the four demo lenders on ports 9101–9104 with a control port on 9100.
 public struct SimulatorConfig: Codable, Sendable, Equatable {
-    /// Address every simulated lender binds to. Loopback by default: the simulator has no TLS.
+    /// Address every simulated lender binds to. Loopback by default (TLS only for lenders with `tls`).
     public var host: String
     /// A port that serves only `/_sim/*` (so a lender in a connection-refused outage can still be
     /// switched back on). `0` picks a free port.
