@@ -41,6 +41,7 @@ let package = Package(
             dependencies: [
                 "CSQLite",
                 "CLibPQ",
+                "FluxWire",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -81,6 +82,7 @@ let package = Package(
             name: "FluxActorsTests",
             dependencies: [
                 "FluxActors",
+                "FluxWire",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

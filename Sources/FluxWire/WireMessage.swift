@@ -99,6 +99,8 @@ public enum WireBounds {
     public static let nonce = 32
     public static let mac = 32
     public static let updates = 256
+    /// Names in one update's `suspected_by` (SWIM's indirect probes, at most 16, plus one).
+    public static let suspecters = 17
     public static let method = 16
     public static let path = 8 * 1024
     public static let headers = 128
@@ -181,24 +183,42 @@ public enum WireMemberStatus: UInt8, Hashable, Sendable, CaseIterable {
 }
 
 /// One piggybacked membership update.
+///
+/// Version 1 (the SWIM messages' payload version) carries id, address, incarnation and status;
+/// version 2 adds the member's public HTTP address and, for a suspicion, the members that
+/// independently suspect it (Lifeguard's confirmations, at most `WireBounds.suspecters`).
 public struct WireMemberUpdate: Hashable, Sendable {
     public var memberID: String
+    /// FluxWire address (`host:port`).
     public var address: String
     public var incarnation: UInt64
     public var status: WireMemberStatus
+    /// Public HTTP address (`host:port`); empty when decoded from a version-1 payload.
+    public var http: String
+    /// Members that suspect this one (for `suspect`); empty otherwise or in version 1.
+    public var suspectedBy: [String]
 
-    public init(memberID: String, address: String, incarnation: UInt64, status: WireMemberStatus) {
+    public init(
+        memberID: String, address: String, incarnation: UInt64, status: WireMemberStatus, http: String = "",
+        suspectedBy: [String] = []
+    ) {
         self.memberID = memberID
         self.address = address
         self.incarnation = incarnation
         self.status = status
+        self.http = http
+        self.suspectedBy = suspectedBy
     }
 
+    /// Writes the layout of the current SWIM message version (2).
     func encode(into writer: inout WireWriter) {
         writer.writeString(memberID)
         writer.writeString(address)
         writer.writeVarint(incarnation)
         writer.writeU8(status.rawValue)
+        writer.writeString(http)
+        writer.writeCount(suspectedBy.count)
+        for id in suspectedBy { writer.writeString(id) }
     }
 
     init(from reader: inout WireReader) throws(WireError) {
@@ -210,6 +230,18 @@ public struct WireMemberUpdate: Hashable, Sendable {
             throw .invalidValue(field: "update.status", reason: "unknown status \(raw)")
         }
         self.status = status
+        guard reader.messageVersion >= 2 else {
+            http = ""
+            suspectedBy = []
+            return
+        }
+        http = try reader.readString("update.http", max: WireBounds.address)
+        // A node id is at least 2 bytes: a length and one byte.
+        let count = try reader.readCount("update.suspected_by", max: WireBounds.suspecters, minElementSize: 2)
+        var ids: [String] = []
+        ids.reserveCapacity(count)
+        for _ in 0..<count { ids.append(try reader.readNodeID("update.suspected_by")) }
+        suspectedBy = ids
     }
 }
 
@@ -222,7 +254,7 @@ extension WireWriter {
 
 extension WireReader {
     mutating func readUpdates() throws(WireError) -> [WireMemberUpdate] {
-        // An update is at least 4 bytes: two empty strings, a varint, a status.
+        // An update is at least 4 bytes: two empty strings, a varint, a status (6 in version 2).
         let count = try readCount("updates", max: WireBounds.updates, minElementSize: 4)
         var updates: [WireMemberUpdate] = []
         updates.reserveCapacity(count)
@@ -245,71 +277,102 @@ extension WireReader {
     }
 }
 
-/// SWIM direct probe. The reply is `WireAck` with the same correlation id.
+/// SWIM direct probe, sent as a tell; the target answers with a `WireAck` tell carrying the
+/// same `sequence` (version 2; 0 in version 1 and for join pings).
 public struct WirePing: WireMessage, Hashable {
     public static let type = WireMessageType.ping
+    public static let currentVersion: UInt8 = 2
     public var from: String
     public var incarnation: UInt64
     public var updates: [WireMemberUpdate]
+    public var sequence: UInt64
 
-    public init(from: String, incarnation: UInt64, updates: [WireMemberUpdate] = []) {
+    public init(from: String, incarnation: UInt64, updates: [WireMemberUpdate] = [], sequence: UInt64 = 0) {
         self.from = from
         self.incarnation = incarnation
         self.updates = updates
+        self.sequence = sequence
     }
 
     public func encode(into writer: inout WireWriter) {
         writer.writeString(from)
         writer.writeVarint(incarnation)
         writer.writeUpdates(updates)
+        writer.writeVarint(sequence)
     }
 
     public init(from reader: inout WireReader) throws(WireError) {
         from = try reader.readNodeID("ping.from")
         incarnation = try reader.readVarint("ping.incarnation")
         updates = try reader.readUpdates()
+        sequence = reader.messageVersion >= 2 ? try reader.readVarint("ping.sequence") : 0
     }
 }
 
-/// Answer to `WirePing`.
+/// Answer to `WirePing` (or, relayed by a helper, to a `WirePingReq`): `target` answered the
+/// probe with this `sequence`. Version 2 adds `sequence` and `target` (version 1: 0 and `from`).
 public struct WireAck: WireMessage, Hashable {
     public static let type = WireMessageType.ack
+    public static let currentVersion: UInt8 = 2
     public var from: String
     public var incarnation: UInt64
     public var updates: [WireMemberUpdate]
+    public var sequence: UInt64
+    /// The member that was probed: `from` for a direct ack, another member for a relayed one.
+    public var target: String
 
-    public init(from: String, incarnation: UInt64, updates: [WireMemberUpdate] = []) {
+    public init(
+        from: String, incarnation: UInt64, updates: [WireMemberUpdate] = [], sequence: UInt64 = 0,
+        target: String? = nil
+    ) {
         self.from = from
         self.incarnation = incarnation
         self.updates = updates
+        self.sequence = sequence
+        self.target = target ?? from
     }
 
     public func encode(into writer: inout WireWriter) {
         writer.writeString(from)
         writer.writeVarint(incarnation)
         writer.writeUpdates(updates)
+        writer.writeVarint(sequence)
+        writer.writeString(target)
     }
 
     public init(from reader: inout WireReader) throws(WireError) {
         from = try reader.readNodeID("ack.from")
         incarnation = try reader.readVarint("ack.incarnation")
         updates = try reader.readUpdates()
+        if reader.messageVersion >= 2 {
+            sequence = try reader.readVarint("ack.sequence")
+            target = try reader.readNodeID("ack.target")
+        } else {
+            sequence = 0
+            target = from
+        }
     }
 }
 
 /// Ask a member to probe `target` for us. The reply is `WireIndirectAck`.
+/// (Version 2 adds the requester's probe `sequence`, which the helper's answer carries.)
 public struct WirePingReq: WireMessage, Hashable {
     public static let type = WireMessageType.pingReq
+    public static let currentVersion: UInt8 = 2
     public var from: String
     public var target: String
     public var targetAddress: String
     public var updates: [WireMemberUpdate]
+    public var sequence: UInt64
 
-    public init(from: String, target: String, targetAddress: String, updates: [WireMemberUpdate] = []) {
+    public init(
+        from: String, target: String, targetAddress: String, updates: [WireMemberUpdate] = [], sequence: UInt64 = 0
+    ) {
         self.from = from
         self.target = target
         self.targetAddress = targetAddress
         self.updates = updates
+        self.sequence = sequence
     }
 
     public func encode(into writer: inout WireWriter) {
@@ -317,6 +380,7 @@ public struct WirePingReq: WireMessage, Hashable {
         writer.writeString(target)
         writer.writeString(targetAddress)
         writer.writeUpdates(updates)
+        writer.writeVarint(sequence)
     }
 
     public init(from reader: inout WireReader) throws(WireError) {
@@ -324,32 +388,51 @@ public struct WirePingReq: WireMessage, Hashable {
         target = try reader.readNodeID("ping_req.target")
         targetAddress = try reader.readString("ping_req.target_address", max: WireBounds.address)
         updates = try reader.readUpdates()
+        sequence = reader.messageVersion >= 2 ? try reader.readVarint("ping_req.sequence") : 0
     }
 }
 
-/// Answer to `WirePingReq`: whether `target` acked the indirect probe.
+/// Answer to `WirePingReq`: whether `target` acked the indirect probe (SWIM sends
+/// `reachable: false` as Lifeguard's nack). Version 2 adds the requester's `sequence` and the
+/// helper's id `from` (version 1: 0 and "").
 public struct WireIndirectAck: WireMessage, Hashable {
     public static let type = WireMessageType.indirectAck
+    public static let currentVersion: UInt8 = 2
     public var target: String
     public var reachable: Bool
     public var updates: [WireMemberUpdate]
+    public var sequence: UInt64
+    public var from: String
 
-    public init(target: String, reachable: Bool, updates: [WireMemberUpdate] = []) {
+    public init(
+        target: String, reachable: Bool, updates: [WireMemberUpdate] = [], sequence: UInt64 = 0, from: String = ""
+    ) {
         self.target = target
         self.reachable = reachable
         self.updates = updates
+        self.sequence = sequence
+        self.from = from
     }
 
     public func encode(into writer: inout WireWriter) {
         writer.writeString(target)
         writer.writeBool(reachable)
         writer.writeUpdates(updates)
+        writer.writeVarint(sequence)
+        writer.writeString(from)
     }
 
     public init(from reader: inout WireReader) throws(WireError) {
         target = try reader.readNodeID("indirect_ack.target")
         reachable = try reader.readBool("indirect_ack.reachable")
         updates = try reader.readUpdates()
+        if reader.messageVersion >= 2 {
+            sequence = try reader.readVarint("indirect_ack.sequence")
+            from = try reader.readString("indirect_ack.from", max: WireBounds.nodeID)
+        } else {
+            sequence = 0
+            from = ""
+        }
     }
 }
 

@@ -76,9 +76,15 @@ public actor WirePeer {
 
     /// One-way message: no correlation id, no reply.
     public func tell<M: WireMessage>(_ message: M) async throws(WireError) {
+        try await tell(WireEnvelope(message))
+    }
+
+    /// One-way frame, already encoded as an envelope (its correlation id is ignored: a tell
+    /// carries 0). Returns once the frame is written to the socket.
+    public func tell(_ envelope: WireEnvelope) async throws(WireError) {
         let channel = try await connectedChannel()
         let written = channel.eventLoop.makePromise(of: Void.self)
-        channel.writeAndFlush(WireOutbound.tell(WireEnvelope(message), promise: written)).whenFailure { error in
+        channel.writeAndFlush(WireOutbound.tell(envelope, promise: written)).whenFailure { error in
             written.fail(error)
         }
         do {

@@ -8,6 +8,8 @@ import NIOPosix
 /// oversized or unauthenticated frame is closed alone; others carry on.
 public final class WireServer: Sendable {
     public typealias Handler = @Sendable (WireEnvelope) async -> WireEnvelope?
+    /// Like `Handler`, also given the node id the connection's peer proved in the handshake.
+    public typealias PeerHandler = @Sendable (_ request: WireEnvelope, _ peerNodeID: String) async -> WireEnvelope?
 
     private let channel: any Channel
     private let quiesce: ServerQuiescingHelper
@@ -34,6 +36,23 @@ public final class WireServer: Sendable {
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         logger: Logger = Logger(label: "flux.wire.server"),
         handler: @escaping Handler
+    ) async throws -> WireServer {
+        try await bind(
+            host: host, port: port, localNodeID: localNodeID, secret: secret, configuration: configuration,
+            group: group,
+            logger: logger, peerHandler: { request, _ in await handler(request) })
+    }
+
+    /// `bind` with a handler that also learns which (authenticated) node sent each frame.
+    public static func bind(
+        host: String,
+        port: Int,
+        localNodeID: String,
+        secret: [UInt8],
+        configuration: WireConfiguration = .init(),
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        logger: Logger = Logger(label: "flux.wire.server"),
+        peerHandler handler: @escaping PeerHandler
     ) async throws -> WireServer {
         let quiesce = ServerQuiescingHelper(group: group)
         let channel = try await ServerBootstrap(group: group)
@@ -78,12 +97,14 @@ final class WireServerDispatchHandler: ChannelInboundHandler {
     typealias InboundIn = WireEnvelope
     typealias OutboundOut = WireEnvelope
 
-    private let handler: WireServer.Handler
+    private let handler: WireServer.PeerHandler
     private let maxInFlight: Int
     private var logger: Logger
     private var inFlight = 0
+    /// Set by the handshake's `WireAuthenticated` event, which comes before any other frame.
+    private var peerNodeID = ""
 
-    init(handler: @escaping WireServer.Handler, maxInFlight: Int, logger: Logger) {
+    init(handler: @escaping WireServer.PeerHandler, maxInFlight: Int, logger: Logger) {
         self.handler = handler
         self.maxInFlight = maxInFlight
         self.logger = logger
@@ -96,6 +117,7 @@ final class WireServerDispatchHandler: ChannelInboundHandler {
         }
         if let authenticated = event as? WireAuthenticated {
             logger[metadataKey: "wire.peer"] = "\(authenticated.peerNodeID)"
+            peerNodeID = authenticated.peerNodeID
         }
         context.fireUserInboundEventTriggered(event)
     }
@@ -119,10 +141,11 @@ final class WireServerDispatchHandler: ChannelInboundHandler {
         }
         inFlight += 1
         let handler = self.handler
+        let peer = peerNodeID
         let channel = context.channel
         let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
         Task {
-            let reply = await handler(request)
+            let reply = await handler(request, peer)
             channel.eventLoop.execute { bound.value.inFlight -= 1 }
             // Correlation id 0 is a tell: nothing goes back.
             guard correlationID != 0, var reply else { return }

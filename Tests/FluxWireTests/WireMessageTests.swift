@@ -39,6 +39,18 @@ private func payloadError<M: WireMessage>(_ type: M.Type, _ payload: [UInt8]) ->
         try roundTrip(WirePingReq(from: "a", target: "b", targetAddress: "127.0.0.1:7402", updates: updates))
         try roundTrip(WireIndirectAck(target: "b", reachable: true, updates: updates))
         try roundTrip(WireIndirectAck(target: "b", reachable: false))
+        try roundTrip(WirePing(from: "a", incarnation: 1, updates: updates, sequence: .max))
+        try roundTrip(WireAck(from: "h", incarnation: 1, updates: updates, sequence: 9, target: "t"))
+        try roundTrip(WirePingReq(from: "a", target: "b", targetAddress: "h:2", updates: updates, sequence: 4))
+        try roundTrip(WireIndirectAck(target: "b", reachable: false, updates: updates, sequence: 4, from: "h"))
+        try roundTrip(
+            WirePing(
+                from: "a", incarnation: 1,
+                updates: [
+                    WireMemberUpdate(
+                        memberID: "s", address: "h:1", incarnation: 2, status: .suspect, http: "h:8080",
+                        suspectedBy: ["a", "b"])
+                ]))
         try roundTrip(
             WireForward(
                 method: "POST", path: "/v1/checkouts?x=1",
@@ -85,9 +97,32 @@ private func payloadError<M: WireMessage>(_ type: M.Type, _ payload: [UInt8]) ->
     }
 
     @Test func unknownMessageVersion() {
-        #expect(payloadError(WirePing.self, [2, 1, 0x61, 0, 0]) == .unsupportedMessageVersion(type: 0x10, version: 2))
+        #expect(payloadError(WirePing.self, [3, 1, 0x61, 0, 0]) == .unsupportedMessageVersion(type: 0x10, version: 3))
+        #expect(payloadError(WireHello.self, [2]) == .unsupportedMessageVersion(type: 0x01, version: 2))
         #expect(payloadError(WirePing.self, [0, 1, 0x61, 0, 0]) == .unsupportedMessageVersion(type: 0x10, version: 0))
         #expect(payloadError(WirePing.self, []) == .truncated(field: "message version"))
+    }
+
+    @Test func version1SWIMPayloadsDecodeWithDefaults() throws {
+        // Version 1 of Ack: from, incarnation, updates; no sequence or target.
+        var w = WireWriter()
+        w.writeU8(1)
+        w.writeString("b")
+        w.writeVarint(3)
+        w.writeCount(1)
+        w.writeString("c")
+        w.writeString("h:1")
+        w.writeVarint(4)
+        w.writeU8(2)
+        let ack = try WireAck.decode(w.bytes)
+        #expect(
+            ack
+                == WireAck(
+                    from: "b", incarnation: 3,
+                    updates: [WireMemberUpdate(memberID: "c", address: "h:1", incarnation: 4, status: .dead)],
+                    sequence: 0, target: "b"))
+        #expect(WireAck.supportedVersions == 1...2)
+        #expect(WireAck(from: "b", incarnation: 0).encodedPayload().first == 2)
     }
 
     @Test func trailingBytes() {
