@@ -289,6 +289,24 @@ import Testing
         #expect(await dir.list()[0].value(atPath: "stats.calls") == 1)
     }
 
+    @Test func operatorOverrideSurvivesAReloadAndContainsIsLive() async throws {
+        let t = T()
+        let dir = try directory(t, clock: TestClock())
+        #expect(dir.contains("hero") && !dir.contains("tata"))
+        #expect(await dir.setCircuit(lenderID: "hero", forcedOpen: true))
+        #expect(await !dir.setCircuit(lenderID: "tata", forcedOpen: true))
+        #expect(await dir.admit(lenderID: "hero", context: LenderFixtures.context()) == .circuitOpen)
+        try await dir.replace(LenderFixtures.descriptor(LenderFixtures.descriptorJSON().setting("name", "Hero 2")))
+        #expect(await dir.connection("hero")!.breaker.state == .forcedOpen)
+        #expect(await dir.describe(lenderID: "hero")?["circuit"] == "forced_open")
+        #expect(await dir.setCircuit(lenderID: "hero", forcedOpen: false))
+        #expect(await dir.admit(lenderID: "hero", context: LenderFixtures.context()) == .permitted)
+        try await dir.replace(LenderFixtures.descriptor(LenderFixtures.descriptorJSON().setting("id", "tata")))
+        #expect(dir.contains("tata"))
+        dir.remove(lenderID: "tata")
+        #expect(!dir.contains("tata"))
+    }
+
     @Test func bulkheadFullFailsFast() async throws {
         var o = LenderConnectionOptions()
         o.maxConcurrentCalls = 0
