@@ -49,6 +49,7 @@ struct LenderIntegrationTests {
         #expect(!metrics.contains("sim-idfc-4a9c12"))
         let logs = h.logs()
         #expect(!logs.contains("sim-idfc-4a9c12") && !logs.contains("sim-kotak-81d3f7"))
+        await h.stop()  // also on the way out: a detached stop may not run before the process exits
     }
 
     @Test("ghost mode at the workflow lender: every application has exactly one loan there")
@@ -77,6 +78,7 @@ struct LenderIntegrationTests {
         #expect(loans.allSatisfy { $0["apply_calls"] == 1 })
         let hero = report["lenders"]?.arrayValue?.first { $0["id"] == "hero" }
         #expect(hero?["applications"] == 0)
+        await h.stop()  // also on the way out: a detached stop may not run before the process exits
     }
 
     @Test("outage: the circuit opens, later checkouts skip the lender and disburse elsewhere, it closes after recovery")
@@ -114,6 +116,7 @@ struct LenderIntegrationTests {
         #expect(metrics.contains(#"flux_circuit_transitions_total{lender="abfl",to="open"}"#))
         #expect(metrics.contains(#"flux_circuit_transitions_total{lender="abfl",to="closed"}"#))
         #expect(metrics.contains("flux_lender_call_seconds"))
+        await h.stop()  // also on the way out: a detached stop may not run before the process exits
     }
 
     @Test("PUT /v1/lenders/{id}: 422 with the path of the first bad field, old one in force; circuits by operator")
@@ -159,6 +162,7 @@ struct LenderIntegrationTests {
         #expect(try await h.send("PUT", "/v1/lenders/abfl/circuit", ["state": "closed"]).json?["circuit"] == "closed")
         let after = try await h.checkout("c-2", customer: "circ-2")
         #expect(after["lender_id"] == "abfl")
+        await h.stop()  // also on the way out: a detached stop may not run before the process exits
     }
 
     @Test("changed files in lenders_dir load without a restart; a bad one is refused and the old stays")
@@ -189,6 +193,7 @@ struct LenderIntegrationTests {
 
         try FileManager.default.removeItem(at: h.lendersDir.appendingPathComponent("idfc.json"))
         try await eventually { try await h.lender("idfc") == nil }
+        await h.stop()  // also on the way out: a detached stop may not run before the process exits
     }
 
     @Test("flux-node lenders check: OK, the first bad field, and --dry-run against the simulator")
@@ -222,6 +227,7 @@ struct LenderIntegrationTests {
         #expect(dry.output.contains("status OK: not_found"))
         #expect(!dry.output.contains("sim-idfc-4a9c12"))
         #expect(!dry.output.contains("flux-sim"))
+        await h.stop()  // also on the way out: a detached stop may not run before the process exits
     }
 
     func eventually(timeout: Duration = .seconds(10), _ condition: () async throws -> Bool) async throws {
