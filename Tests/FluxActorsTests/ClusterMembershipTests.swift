@@ -132,3 +132,19 @@ import Testing
         await m.stop()
     }
 }
+
+/// `FLUX_DETECTION_BENCH=1 swift test --filter DetectionBenchmark`: kill → dead on every
+/// survivor, 3 members on loopback, default and fast `[swim]` settings (Docs/cluster.md).
+@Suite(.serialized, .enabled(if: ProcessInfo.processInfo.environment["FLUX_DETECTION_BENCH"] != nil))
+struct DetectionBenchmark {
+    @Test func defaultAndFastSettings() async throws {
+        let runs = Int(ProcessInfo.processInfo.environment["FLUX_DETECTION_RUNS"] ?? "") ?? 5
+        let half = try SWIMSettings.fromConfig(probeIntervalMS: 500, pingTimeoutMS: 250)
+        let fast = try SWIMSettings.fromConfig(probeIntervalMS: 200, pingTimeoutMS: 100)
+        for settings in [SWIMSettings(), half, fast] {
+            let figures = try await runDetectionBenchmark(nodes: 3, settings: settings, runs: runs)
+            print("detection: \(figures) — \(figures.detections.map { "\($0)" }.joined(separator: ", "))")
+            #expect(figures.worst < settings.suspicionMinimum(members: 3) * 6 + settings.probeInterval * 4)
+        }
+    }
+}

@@ -43,36 +43,24 @@ struct NodeHeaderMiddleware<Context: RequestContext>: RouterMiddleware {
     }
 }
 
-/// The admin port (CONTRACT §4). A single node is a cluster of one until the cluster issue lands.
+/// The admin port (CONTRACT §4). Members and placement come from SWIM membership
+/// (`ClusterRuntime`); a node without `cluster_secret` is a cluster of one.
 enum AdminAPI {
-    static func router(node: NodeRuntime, onLeave: @escaping @Sendable () -> Void) -> Router<BasicRequestContext> {
+    static func router(
+        node: NodeRuntime, cluster: ClusterRuntime, onLeave: @escaping @Sendable () -> Void
+    ) -> Router<BasicRequestContext> {
         let router = Router(context: BasicRequestContext.self)
         router.add(middleware: APIErrorMiddleware())
         router.add(middleware: NodeHeaderMiddleware(nodeID: node.config.nodeID))
-        let cluster = router.group("cluster").add(
+        let admin = router.group("cluster").add(
             middleware: BearerAuthMiddleware(keys: node.config.adminToken.map { [$0] } ?? []))
-        cluster.get("members") { _, _ in
-            let c = node.config
-            return JSONResponse.make(
-                .ok,
-                .array([
-                    .object([
-                        "node_id": .string(c.nodeID), "wire": .string(c.wire.description),
-                        "http": .string(c.http.description), "status": "alive", "incarnation": 0,
-                        "shards": .int(Int64(node.shardTable.owned.count)),
-                    ])
-                ]))
+        admin.get("members") { _, _ in
+            JSONResponse.make(.ok, await ClusterAdmin.members(cluster))
         }
-        cluster.get("shards") { _, _ in
-            let owner = node.config.nodeID
-            return JSONResponse.make(
-                .ok,
-                .array(
-                    node.shardTable.snapshot.sorted { $0.key < $1.key }.map {
-                        .object(["shard": .int(Int64($0.key)), "owner": .string(owner), "epoch": .int($0.value)])
-                    }))
+        admin.get("shards") { _, _ in
+            JSONResponse.make(.ok, try await ClusterAdmin.shards(cluster, node: node))
         }
-        cluster.post("leave") { _, _ in
+        admin.post("leave") { _, _ in
             onLeave()
             return JSONResponse.make(.accepted, .object(["status": "leaving"]))
         }

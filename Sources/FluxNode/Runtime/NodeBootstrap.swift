@@ -12,6 +12,8 @@ import Synchronization
 enum NodeBootstrap {
     static func run(config: NodeConfig, logger: Logger, registry: PrometheusCollectorRegistry) async throws {
         let clock: @Sendable () -> Date = { Date() }
+        // Membership and FluxWire (Runtime/ClusterRuntime.swift); a configuration error fails fast.
+        let cluster = try ClusterRuntime(config: config, logger: logger)
         let store = try makeJournalStore(config.journal, relativeTo: config.baseDirectory)
         try await store.prepare()
         let journal = EventJournal(
@@ -62,13 +64,14 @@ enum NodeBootstrap {
             },
             logger: logger)
         let adminApp = Application(
-            router: AdminAPI.router(node: node, onLeave: { leave.fire() }),
+            router: AdminAPI.router(node: node, cluster: cluster, onLeave: { leave.fire() }),
             configuration: .init(address: .hostname(config.admin.host, port: config.admin.port), serverName: "flux-admin"),
             onServerRunning: { channel in
                 logger.info("admin API listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
             },
             logger: logger)
-        let lifecycle = NodeLifecycle(journal: journal, store: store, node: node, logger: logger)
+        try await cluster.start()
+        let lifecycle = NodeLifecycle(journal: journal, store: store, node: node, cluster: cluster, logger: logger)
         let group = ServiceGroup(
             configuration: .init(
                 services: [
@@ -102,14 +105,18 @@ struct NodeLifecycle: Service {
     let journal: EventJournal
     let store: any JournalStore
     let node: NodeRuntime
+    let cluster: ClusterRuntime
     let logger: Logger
 
     func run() async throws {
         try? await gracefulShutdown()
         node.isServing = false
+        // Leave the cluster (members see `left`, not a death) before the journal is flushed.
+        await cluster.leave()
         logger.info("shutting down: flushing the journal")
         await journal.shutdown()
         await store.close()
+        await cluster.stop()
     }
 }
 

@@ -1,0 +1,141 @@
+import FluxActors
+import FluxWire
+import Foundation
+import Logging
+import Synchronization
+
+/// This node's part in the cluster: the FluxWire server on `wire` and SWIM membership over it.
+///
+/// - With `cluster_secret`: binds the WireServer (every connection must prove the secret) and
+///   joins through `seeds`.
+/// - Without it: a single node, no wire server; membership lists only this node. Seeds without a
+///   secret are a configuration error naming `cluster_secret`.
+///
+/// Placement (`placement()`) is over the alive and suspect members. Shard acquisition,
+/// forwarding and failover do not use it yet.
+final class ClusterRuntime: Sendable {
+    let config: NodeConfig
+    let membership: ClusterMembership
+    private let secret: [UInt8]?
+    private let server = Mutex<WireServer?>(nil)
+    private let logger: Logger
+
+    init(config: NodeConfig, logger: Logger) throws(ConfigError) {
+        if !config.seeds.isEmpty, config.clusterSecret == nil {
+            throw ConfigError(
+                key: "cluster_secret",
+                message: "is required when seeds are set: nodes prove it to each other on every FluxWire connection")
+        }
+        let settings: SWIMSettings
+        do {
+            settings = try SWIMSettings.fromConfig(
+                probeIntervalMS: config.swim.probeIntervalMs, pingTimeoutMS: config.swim.pingTimeoutMs,
+                indirectProbes: config.swim.indirectProbes, suspicionMult: config.swim.suspicionMult,
+                suspicionMaxMult: config.swim.suspicionMaxMult)
+        } catch {
+            throw ConfigError(key: "swim.\(error.key)", message: error.message)
+        }
+        if config.clusterSecret != nil, ["0.0.0.0", "::", "*"].contains(config.wire.host) {
+            throw ConfigError(
+                key: "wire",
+                message: "must be an address other nodes can reach (it is announced to them), not \(config.wire.host)")
+        }
+        self.config = config
+        self.logger = logger
+        self.secret = config.clusterSecret.map { Array($0.utf8) }
+        self.membership = ClusterMembership(
+            configuration: ClusterMembershipConfiguration(
+                node: NodeID(config.nodeID), wire: config.wire.description, http: config.http.description,
+                secret: secret, seeds: config.seeds.map(\.description), settings: settings),
+            logger: logger)
+    }
+
+    /// Whether this node talks to others (a cluster secret is configured).
+    var isClustered: Bool { secret != nil }
+
+    /// Binds the wire server (when clustered) and starts membership.
+    func start() async throws {
+        if let secret {
+            let membership = self.membership
+            let bound = try await WireServer.bind(
+                host: config.wire.host, port: config.wire.port, localNodeID: config.nodeID, secret: secret,
+                logger: logger,
+                peerHandler: { request, peer in
+                    if SWIMWireCodec.messageTypes.contains(request.type) {
+                        await membership.receive(request, from: peer)
+                        return nil
+                    }
+                    return .errorReply(
+                        code: "unsupported", message: "this node does not handle message type \(request.type) yet")
+                })
+            server.withLock { $0 = bound }
+            logger.info("FluxWire listening", metadata: ["address": "\(bound.localAddress)"])
+        }
+        await membership.start()
+    }
+
+    /// Graceful leave: tell the members, then give them a moment (at most one probe interval,
+    /// capped at 500 ms) in which this node still answers their pings as `left`.
+    func leave() async {
+        guard isClustered else { return }
+        await membership.leave()
+        let linger = min(membership.configuration.settings.probeInterval, .milliseconds(500))
+        try? await Task.sleep(for: linger)
+    }
+
+    func stop() async {
+        await membership.stop()
+        let s = server.withLock { s -> WireServer? in
+            defer { s = nil }
+            return s
+        }
+        await s?.close()
+    }
+
+    func members() async -> [SWIMMember] { await membership.members() }
+
+    func placement() async -> PlacementTable { await membership.placement(shards: config.shards) }
+}
+
+/// The JSON of `GET /cluster/members` and `GET /cluster/shards` (CONTRACT §4).
+enum ClusterAdmin {
+    /// `[{"node_id","wire","http","status","incarnation","shards"}]`, sorted by node id; dead and
+    /// left members (listed for an hour) own 0 shards.
+    static func members(_ cluster: ClusterRuntime) async -> JSONValue {
+        let members = await cluster.members()
+        let counts = await cluster.placement().shardCounts
+        return .array(
+            members.map { m in
+                .object([
+                    "node_id": .string(m.node.rawValue), "wire": .string(m.wire), "http": .string(m.http),
+                    "status": .string(m.status.rawValue), "incarnation": .int(Int64(clamping: m.incarnation)),
+                    "shards": .int(Int64(m.status.isInCluster ? counts[m.node] ?? 0 : 0)),
+                ])
+            })
+    }
+
+    /// `[{"shard","owner","epoch"}]`: the owner by placement over the alive and suspect members;
+    /// the epoch this node holds for a shard it holds, else the journal's shard table's.
+    static func shards(_ cluster: ClusterRuntime, node: NodeRuntime) async throws -> JSONValue {
+        let placement = await cluster.placement()
+        let me = NodeID(node.config.nodeID)
+        let held = node.shardTable.snapshot
+        var journal: [Int: Int64] = [:]
+        if (0..<placement.shards).contains(where: { placement.owner(of: $0) != me || held[$0] == nil }) {
+            do {
+                for o in try await node.journal.store.shardOwnerships() { journal[o.shard] = o.epoch }
+            } catch {
+                throw APIError.journalUnavailable("\(error)")
+            }
+        }
+        return .array(
+            (0..<placement.shards).map { s in
+                let owner = placement.owner(of: s)
+                let epoch = owner == me ? held[s] ?? journal[s] : journal[s]
+                return .object([
+                    "shard": .int(Int64(s)), "owner": owner.map { .string($0.rawValue) } ?? .null,
+                    "epoch": epoch.map { .int($0) } ?? .null,
+                ])
+            })
+    }
+}
