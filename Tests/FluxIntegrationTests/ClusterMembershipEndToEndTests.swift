@@ -7,11 +7,28 @@ import Testing
 @Suite(.serialized) struct ClusterMembershipEndToEndTests {
     static let ids = ["n1", "n2", "n3"]
 
-    static func threeNodes() async throws -> ClusterHarness {
-        let h = try ClusterHarness()
+    static func threeNodes(swim: String? = nil) async throws -> ClusterHarness {
+        let h = try swim.map { try ClusterHarness(swim: $0) } ?? ClusterHarness()
         for id in ids { try h.add(id) }
-        for id in ids { try await h.start(id) }
+        do {
+            for id in ids { try await h.start(id) }
+        } catch {
+            await h.stop()
+            throw error
+        }
         return h
+    }
+
+    /// Runs `body`, then stops every node of `h` whether it passed, failed or threw (a detached
+    /// stop might not run before the test process exits).
+    static func using(_ h: ClusterHarness, _ body: (ClusterHarness) async throws -> Void) async throws {
+        do {
+            try await body(h)
+        } catch {
+            await h.stop()
+            throw error
+        }
+        await h.stop()
     }
 
     static func allAlive(_ h: ClusterHarness, at observers: [String], members: [String] = ids) async -> Bool {
@@ -23,9 +40,10 @@ import Testing
     }
 
     @Test func joinKillNineAndRestart() async throws {
-        let h = try await Self.threeNodes()
-        defer { Task { await h.stop() } }
+        try await Self.using(try await Self.threeNodes()) { h in try await Self.joinKillNineAndRestart(h) }
+    }
 
+    static func joinKillNineAndRestart(_ h: ClusterHarness) async throws {
         // Join: every node sees all three alive, and they agree on placement.
         let joined = await ClusterHarness.timeUntil(.seconds(20)) { await Self.allAlive(h, at: Self.ids) }
         #expect(joined != nil, "not joined:\n\(h.log("n3"))")
@@ -87,12 +105,13 @@ import Testing
         #expect(back != nil, "n3 did not rejoin:\n\(h.log("n3"))")
         let after = try #require(try await h.members(at: "n2").first { $0.id == "n3" }?.incarnation)
         #expect(after > before)
-        await h.stop()
     }
 
     @Test func sigtermLeavesAndAWrongSecretIsNeverAdmitted() async throws {
-        let h = try await Self.threeNodes()
-        defer { Task { await h.stop() } }
+        try await Self.using(try await Self.threeNodes()) { h in try await Self.leaveAndIntruder(h) }
+    }
+
+    static func leaveAndIntruder(_ h: ClusterHarness) async throws {
         #expect(await ClusterHarness.timeUntil(.seconds(20)) { await Self.allAlive(h, at: Self.ids) } != nil)
 
         // An intruder with another secret, seeded at n1, is never admitted.
@@ -118,28 +137,26 @@ import Testing
         // Still `left` a few periods later (no late death report overrides it).
         try await Task.sleep(for: .seconds(1))
         #expect(await h.statuses(at: "n1")["n2"] == "left")
-        await h.stop()
     }
 
     @Test func seedsWithoutASecretRefuseToStart() async throws {
-        let h = try ClusterHarness()
-        defer { Task { await h.stop() } }
-        try h.add("lonely", noSecret: true, seeds: ["127.0.0.1:1"])
-        #expect(try await h.runToExit("lonely") == 2)
-        #expect(h.log("lonely").contains("cluster_secret"))
+        try await Self.using(try ClusterHarness()) { h in
+            try h.add("lonely", noSecret: true, seeds: ["127.0.0.1:1"])
+            #expect(try await h.runToExit("lonely") == 2)
+            #expect(h.log("lonely").contains("cluster_secret"))
+        }
     }
 
     @Test func aNodeWithoutSecretOrSeedsIsAClusterOfOne() async throws {
-        let h = try ClusterHarness()
-        defer { Task { await h.stop() } }
-        try h.add("solo", noSecret: true, seeds: [])
-        try await h.start("solo")
-        let members = try await h.members(at: "solo")
-        #expect(members.count == 1)
-        #expect(members.first?.status == "alive")
-        #expect(members.first?.shards == 64)
-        #expect((members.first?.incarnation ?? 0) > 1_600_000_000_000, "incarnation = start time in ms")
-        await h.stop()
+        try await Self.using(try ClusterHarness()) { h in
+            try h.add("solo", noSecret: true, seeds: [])
+            try await h.start("solo")
+            let members = try await h.members(at: "solo")
+            #expect(members.count == 1)
+            #expect(members.first?.status == "alive")
+            #expect(members.first?.shards == 64)
+            #expect((members.first?.incarnation ?? 0) > 1_600_000_000_000, "incarnation = start time in ms")
+        }
     }
 
     /// `FLUX_DETECTION_BENCH=1`: kill -9 → dead on both survivors with real processes, with the
@@ -150,18 +167,18 @@ import Testing
         for (name, swim) in [("default", ""), ("fast", "probe_interval_ms = 200\nping_timeout_ms = 100")] {
             var times: [Duration] = []
             for _ in 0..<runs {
-                let h = try ClusterHarness(swim: swim)
-                for id in Self.ids { try h.add(id) }
-                for id in Self.ids { try await h.start(id) }
-                let joined = await ClusterHarness.timeUntil(.seconds(30)) { await Self.allAlive(h, at: Self.ids) }
-                #expect(joined != nil)
-                h.kill9("n3")
-                let detected = await ClusterHarness.timeUntil(.seconds(60), poll: .milliseconds(10)) {
-                    let a = await h.statuses(at: "n1")["n3"]
-                    let b = await h.statuses(at: "n2")["n3"]
-                    return a == "dead" && b == "dead"
+                let h = try await Self.threeNodes(swim: swim)
+                var detected: Duration?
+                try await Self.using(h) { h in
+                    let joined = await ClusterHarness.timeUntil(.seconds(30)) { await Self.allAlive(h, at: Self.ids) }
+                    #expect(joined != nil)
+                    h.kill9("n3")
+                    detected = await ClusterHarness.timeUntil(.seconds(60), poll: .milliseconds(10)) {
+                        let a = await h.statuses(at: "n1")["n3"]
+                        let b = await h.statuses(at: "n2")["n3"]
+                        return a == "dead" && b == "dead"
+                    }
                 }
-                await h.stop()
                 times.append(try #require(detected))
             }
             print("detection (3 processes, \(name) [swim]): \(times.map { "\($0)" }.joined(separator: ", "))")
