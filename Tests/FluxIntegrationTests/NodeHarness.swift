@@ -222,6 +222,8 @@ func freshPostgresDatabase() throws -> String {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
     p.arguments = ["psql", base, "-q", "-c", "CREATE DATABASE \(name)"]
+    p.standardOutput = FileHandle.nullDevice
+    p.standardError = FileHandle.nullDevice
     try p.run()
     p.waitUntilExit()
     guard p.terminationStatus == 0 else { throw HarnessError("psql CREATE DATABASE failed") }
