@@ -33,12 +33,16 @@ public struct ApplicationServices: Sendable {
     public var logger: Logger
     /// Called once when an application reaches a terminal status or its actor stops.
     public var onSettled: @Sendable (_ id: String, _ status: ApplicationStatus) -> Void
+    /// Keeps checking a reference the waterfall gave up on (`not_found` twice) in the background.
+    public var reconciler: Reconciler?
 
     public init(
         journal: EventJournal, gateway: any LenderGateway, loans: any LoanOpening, policy: SagaPolicy,
         shards: ShardMap, epoch: @escaping @Sendable (Int) -> Int64?, now: @escaping @Sendable () -> Date,
-        logger: Logger, onSettled: @escaping @Sendable (String, ApplicationStatus) -> Void
+        logger: Logger, onSettled: @escaping @Sendable (String, ApplicationStatus) -> Void,
+        reconciler: Reconciler? = nil
     ) {
+        self.reconciler = reconciler
         self.journal = journal
         self.gateway = gateway
         self.loans = loans
@@ -77,7 +81,10 @@ public actor LoanApplication {
     public static func streamName(_ id: String) -> String { "app/\(id)" }
 
     /// Events already in the journal (recovery) or to be journalled by `begin` (a new application).
-    init(id: String, request: CheckoutRequest, saga: WaterfallSaga, seq: Int64, epoch: Int64, services: ApplicationServices) {
+    init(
+        id: String, request: CheckoutRequest, saga: WaterfallSaga, seq: Int64, epoch: Int64,
+        services: ApplicationServices
+    ) {
         self.id = id
         self.stream = Self.streamName(id)
         self.shard = services.shards.shard(for: id)
@@ -249,6 +256,11 @@ public actor LoanApplication {
             idempotencyKey: saga.attemptKey(lender), lenderReference: reference)
     }
 
+    private func isInquiring(_ lender: String) -> Bool {
+        if case .inquiring(let current, _) = saga.phase { return current == lender }
+        return false
+    }
+
     private func execute(_ effect: SagaEffect, barrier: Int64) async {
         let gateway = services.gateway
         switch effect {
@@ -264,6 +276,12 @@ public actor LoanApplication {
             guard await durable(upTo: barrier) else { return }
             let call = await gateway.status(lenderID: lender, context: context(reference: reference, lender: lender))
             feed(.inquired(lenderID: lender, call))
+            // The saga moved on after a second `not_found`: the lender may still surface an
+            // approval later, so the reference is watched (approval found → cancel or operators).
+            if case .notFound = call.outcome, !isInquiring(lender) {
+                await services.reconciler?.watch(
+                    lenderID: lender, context: context(reference: reference, lender: lender))
+            }
         case .disburse(let lender, let reference, let after):
             if after > .zero { try? await Task.sleep(for: after) }
             // Money must not move for a loan Flux cannot book (terms whose rounded schedule does
@@ -276,7 +294,8 @@ public actor LoanApplication {
                 feed(
                     .disbursal(
                         lenderID: lender,
-                        LenderCall(outcome: .failed(reason: "the loan cannot be booked: \(error)"), tries: 0, latencyMs: 0)))
+                        LenderCall(
+                            outcome: .failed(reason: "the loan cannot be booked: \(error)"), tries: 0, latencyMs: 0)))
                 return
             }
             guard await durable(upTo: barrier) else { return }

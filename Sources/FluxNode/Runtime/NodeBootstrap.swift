@@ -44,7 +44,7 @@ enum NodeBootstrap {
             onSettled: { id, status in
                 metrics.settled(status)
                 if let sb = switchboardRef.withLock({ $0 }) { Task { await sb.settled(id, status) } }
-            })
+            }, reconciler: lenders.reconciler)
         let switchboard = Switchboard(services: services)
         switchboardRef.withLock { $0 = switchboard }
         let node = NodeRuntime(
@@ -60,14 +60,17 @@ enum NodeBootstrap {
             configuration: .init(address: .hostname(config.http.host, port: config.http.port), serverName: "flux"),
             onServerRunning: { channel in
                 node.isServing = true
-                logger.info("public API listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
+                logger.info(
+                    "public API listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
             },
             logger: logger)
         let adminApp = Application(
             router: AdminAPI.router(node: node, cluster: cluster, onLeave: { leave.fire() }),
-            configuration: .init(address: .hostname(config.admin.host, port: config.admin.port), serverName: "flux-admin"),
+            configuration: .init(
+                address: .hostname(config.admin.host, port: config.admin.port), serverName: "flux-admin"),
             onServerRunning: { channel in
-                logger.info("admin API listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
+                logger.info(
+                    "admin API listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
             },
             logger: logger)
         try await cluster.start()
