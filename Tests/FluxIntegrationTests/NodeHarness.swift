@@ -23,7 +23,8 @@ final class NodeHarness: @unchecked Sendable {
     var baseURL: String { "http://127.0.0.1:\(httpPort)" }
 
     static var repoRoot: URL {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
     }
 
     static var binary: String {
@@ -99,7 +100,9 @@ final class NodeHarness: @unchecked Sendable {
         \(extraConfig)
         """.write(to: nodeConfig, atomically: true, encoding: .utf8)
 
-        simulator = try Self.spawn(["simulate-lenders", "--config", dir.appendingPathComponent("simulator.json").path], log: dir.appendingPathComponent("sim.log"))
+        simulator = try Self.spawn(
+            ["simulate-lenders", "--config", dir.appendingPathComponent("simulator.json").path],
+            log: dir.appendingPathComponent("sim.log"))
         node = try Self.spawn(["run", "--config", nodeConfig.path], log: dir.appendingPathComponent("node.log"))
         try await waitReady("\(controlURL)/control", process: simulator)
         try await waitReady("\(baseURL)/health/ready", process: node)
@@ -109,7 +112,9 @@ final class NodeHarness: @unchecked Sendable {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: binary)
         p.arguments = args
-        if !FileManager.default.fileExists(atPath: log.path) { FileManager.default.createFile(atPath: log.path, contents: nil) }
+        if !FileManager.default.fileExists(atPath: log.path) {
+            FileManager.default.createFile(atPath: log.path, contents: nil)
+        }
         let h = try FileHandle(forWritingTo: log)
         h.seekToEndOfFile()
         p.standardOutput = h

@@ -14,7 +14,8 @@ struct SwitchboardEndToEndTests {
         let h = try await NodeHarness()
         defer { Task { await h.stop() } }
         let body = NodeHarness.checkout(customer: "e2e-1", score: 790, amount: 7_990_000, tenure: 12)
-        let r = try await h.post("/v1/applications", body, headers: [("Idempotency-Key", "k-1"), ("Prefer", "wait=20")])
+        let r = try await h.post(
+            "/v1/applications", body, headers: [("Idempotency-Key", "k-1"), ("Prefer", "wait=20")])
         #expect(r.status == 201)
         #expect(r.header("Flux-Node") == "it-node")
         let view = try #require(r.json)
@@ -32,7 +33,8 @@ struct SwitchboardEndToEndTests {
         #expect(schedule.compactMap { $0["principal_paise"]?.intValue }.reduce(0, +) == 7_990_000)
         #expect(schedule.last?["balance_paise"] == 0)
 
-        let events = try #require(try await h.get("/v1/applications/\(view["id"]!.stringValue!)/events").json?.arrayValue)
+        let events = try #require(
+            try await h.get("/v1/applications/\(view["id"]!.stringValue!)/events").json?.arrayValue)
         #expect(events.first?["type"] == "ApplicationReceived")
         #expect(events.first?["seq"] == 1)
         #expect(events.last?["type"] == "ApplicationDisbursed")
@@ -87,15 +89,18 @@ struct SwitchboardEndToEndTests {
         #expect(r1.json?["error"]?["field"] == "loan.tenure_months")
 
         let negative = try await h.post(
-            "/v1/applications", NodeHarness.checkout(customer: "bad-2", amount: -5), headers: [("Idempotency-Key", "b4")])
+            "/v1/applications", NodeHarness.checkout(customer: "bad-2", amount: -5),
+            headers: [("Idempotency-Key", "b4")])
         #expect(negative.status == 422)
         #expect(negative.json?["error"]?["field"] == "loan.amount_paise")
         let zero = try await h.post(
-            "/v1/applications", NodeHarness.checkout(customer: "bad-2", amount: 0), headers: [("Idempotency-Key", "b5")])
+            "/v1/applications", NodeHarness.checkout(customer: "bad-2", amount: 0), headers: [("Idempotency-Key", "b5")]
+        )
         #expect(zero.status == 422)
 
         let tenure = try await h.post(
-            "/v1/applications", NodeHarness.checkout(customer: "bad-3", tenure: 7), headers: [("Idempotency-Key", "b6")])
+            "/v1/applications", NodeHarness.checkout(customer: "bad-3", tenure: 7), headers: [("Idempotency-Key", "b6")]
+        )
         #expect(tenure.status == 422)
         #expect(tenure.json?["error"]?["field"] == "loan.tenure_months")
 
@@ -234,7 +239,9 @@ struct SwitchboardEndToEndTests {
             let status = r.json?["status"]?.stringValue ?? "?"
             if !["disbursed", "declined", "failed"].contains(status) {
                 let events = try await h.get("/v1/applications/\(id)/events").json?.arrayValue ?? []
-                let trail = events.dropFirst().map { "\($0["seq"]?.intValue ?? 0) \($0["type"]?.stringValue ?? "") \($0["data"]?.jsonString() ?? "")" }
+                let trail = events.dropFirst().map {
+                    "\($0["seq"]?.intValue ?? 0) \($0["type"]?.stringValue ?? "") \($0["data"]?.jsonString() ?? "")"
+                }
                 Issue.record("\(id) ended \(status):\n\(trail.joined(separator: "\n"))\n\(h.logs().suffix(1500))")
             }
         }
@@ -245,7 +252,8 @@ struct SwitchboardEndToEndTests {
         }
     }
 
-    @Test("rules: GET with ETag, PUT needs If-Match, stale is 412, bad rules 422 with position, evaluate lists failures")
+    @Test(
+        "rules: GET with ETag, PUT needs If-Match, stale is 412, bad rules 422 with position, evaluate lists failures")
     func rules() async throws {
         let h = try await NodeHarness()
         defer { Task { await h.stop() } }
@@ -256,10 +264,13 @@ struct SwitchboardEndToEndTests {
         let noMatch = try await h.request("PUT", "/v1/rules", body: Array(doc.jsonData()))
         #expect(noMatch.status == 428)
         #expect(noMatch.errorCode == "if_match_required")
-        let stale = try await h.request("PUT", "/v1/rules", body: Array(doc.jsonData()), headers: [("If-Match", "\"7\"")])
+        let stale = try await h.request(
+            "PUT", "/v1/rules", body: Array(doc.jsonData()), headers: [("If-Match", "\"7\"")])
         #expect(stale.status == 412)
         #expect(stale.errorCode == "version_conflict")
-        let bad: JSONValue = ["lenders": [["lender_id": "hero", "priority": 1, "when": ["customer.bureau_score >>= 3"]]]]
+        let bad: JSONValue = [
+            "lenders": [["lender_id": "hero", "priority": 1, "when": ["customer.bureau_score >>= 3"]]]
+        ]
         let refused = try await h.request("PUT", "/v1/rules", body: Array(bad.jsonData()), headers: [("If-Match", "1")])
         #expect(refused.status == 422)
         #expect(refused.errorCode == "invalid_rules")
@@ -313,10 +324,13 @@ struct SwitchboardEndToEndTests {
 
     @Test("a configuration with an unknown key or a bad value does not start, and names the key")
     func badConfiguration() async throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("flux-conf-\(UUID().uuidString.prefix(6))")
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "flux-conf-\(UUID().uuidString.prefix(6))")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
-        for (toml, key) in [("colour = \"blue\"\n", "colour"), ("shards = -3\n", "shards"), ("http = \"nope\"\n", "http")] {
+        for (toml, key) in [
+            ("colour = \"blue\"\n", "colour"), ("shards = -3\n", "shards"), ("http = \"nope\"\n", "http"),
+        ] {
             let conf = dir.appendingPathComponent("c.conf")
             try toml.write(to: conf, atomically: true, encoding: .utf8)
             let log = dir.appendingPathComponent("log")

@@ -263,7 +263,8 @@ public enum Timestamp {
             let s = String(n)
             return String(repeating: "0", count: max(0, w - s.count)) + s
         }
-        return "\(p(y, 4))-\(p(m, 2))-\(p(d, 2))T\(p(rem / 3600, 2)):\(p(rem % 3600 / 60, 2)):\(p(rem % 60, 2)).\(p(milli, 3))Z"
+        return
+            "\(p(y, 4))-\(p(m, 2))-\(p(d, 2))T\(p(rem / 3600, 2)):\(p(rem % 3600 / 60, 2)):\(p(rem % 60, 2)).\(p(milli, 3))Z"
     }
 
     public static func parse(_ s: String) -> Date? {

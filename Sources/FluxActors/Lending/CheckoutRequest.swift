@@ -149,7 +149,9 @@ struct FieldReader {
         guard s.utf8.count <= CheckoutRequest.maxStringLength else {
             throw InvalidField(field: path, message: "\(path) is longer than \(CheckoutRequest.maxStringLength) bytes")
         }
-        guard pattern.matches(s) else { throw InvalidField(field: path, message: "\(path) must be \(pattern.expectation)") }
+        guard pattern.matches(s) else {
+            throw InvalidField(field: path, message: "\(path) must be \(pattern.expectation)")
+        }
         return s
     }
 
@@ -166,7 +168,8 @@ struct FieldReader {
             throw InvalidField(field: path, message: "\(path) must be an integer, not \(v.typeName)")
         }
         guard range.contains(i) else {
-            throw InvalidField(field: path, message: "\(path) must be between \(range.lowerBound) and \(range.upperBound)")
+            throw InvalidField(
+                field: path, message: "\(path) must be between \(range.lowerBound) and \(range.upperBound)")
         }
         return i
     }

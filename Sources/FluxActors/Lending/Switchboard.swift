@@ -186,7 +186,8 @@ public actor Switchboard {
             do {
                 if try await find(id) != nil { resumed += 1 }
             } catch {
-                services.logger.error("cannot recover application", metadata: ["application": "\(id)", "error": "\(error)"])
+                services.logger.error(
+                    "cannot recover application", metadata: ["application": "\(id)", "error": "\(error)"])
             }
         }
         return resumed

@@ -176,7 +176,8 @@ public struct WaterfallSaga: Sendable, Equatable {
         case .attemptSkipped(let s):
             attempts.append(
                 AttemptRow(
-                    lenderID: s.lenderID, outcome: s.outcome, reason: s.reason, tries: 0, latencyMs: 0, startedAt: s.at))
+                    lenderID: s.lenderID, outcome: s.outcome, reason: s.reason, tries: 0, latencyMs: 0, startedAt: s.at)
+            )
             if s.outcome == .skippedValidation { anyBusinessAnswer = true }
             nextIndex += 1
             updatedAt = s.at
@@ -340,9 +341,11 @@ public struct WaterfallSaga: Sendable, Equatable {
             guard phase == .applying(lenderID: lender) else { return step }
             let (outcome, reason, ref, rate, inquire): (AttemptOutcome, String?, String?, Int?, Bool)
             switch call.outcome {
-            case .approved(let r, let bps, let why): (outcome, reason, ref, rate, inquire) = (.approved, why, r, bps, false)
+            case .approved(let r, let bps, let why):
+                (outcome, reason, ref, rate, inquire) = (.approved, why, r, bps, false)
             case .rejected(let why, let r): (outcome, reason, ref, rate, inquire) = (.rejected, why, r, nil, false)
-            case .pending(let r): (outcome, reason, ref, rate, inquire) = (.pending, "the lender is deciding", r, nil, true)
+            case .pending(let r):
+                (outcome, reason, ref, rate, inquire) = (.pending, "the lender is deciding", r, nil, true)
             case .unknown(let why, let timedOut):
                 (outcome, reason, ref, rate, inquire) = (timedOut ? .timeout : .error, why, nil, nil, true)
             case .failed(let why): (outcome, reason, ref, rate, inquire) = (.error, why, nil, nil, false)
@@ -392,7 +395,8 @@ public struct WaterfallSaga: Sendable, Equatable {
             case .disbursed:
                 awaitingLoan = true
                 step.effects = [
-                    .openLoan(loanID: Self.loanID(for: applicationID), lenderID: lender, reference: ref, annualRateBps: bps)
+                    .openLoan(
+                        loanID: Self.loanID(for: applicationID), lenderID: lender, reference: ref, annualRateBps: bps)
                 ]
                 return step
             case .failed(let why):
@@ -415,7 +419,9 @@ public struct WaterfallSaga: Sendable, Equatable {
             case .failed(let why)?: (result, reason) = ("flagged", "lender cancel failed: \(why)")
             case nil: (result, reason) = ("flagged", "the lender has no cancel operation")
             }
-            record(.compensated(.init(lenderID: lender, lenderReference: ref, result: result, reason: reason)), into: &step)
+            record(
+                .compensated(.init(lenderID: lender, lenderReference: ref, result: result, reason: reason)), into: &step
+            )
             record(.cancelled(.init(reasons: ["cancelled by the merchant"], at: now)), into: &step)
         case .cancel:
             // A cancel never starts a lender call: calls in flight finish and settle it.
@@ -481,10 +487,15 @@ public struct WaterfallSaga: Sendable, Equatable {
         case .applying(let lender):
             return [.apply(lenderID: lender)]
         case .inquiring(let lender, let ref):
-            return [.inquireStatus(lenderID: lender, reference: ref, after: inquiryDelay(firstImmediate: firstInquiryImmediate))]
+            return [
+                .inquireStatus(
+                    lenderID: lender, reference: ref, after: inquiryDelay(firstImmediate: firstInquiryImmediate))
+            ]
         case .disbursing(let lender, let ref, _):
             if awaitingLoan { return [] }
-            let delay = disburseRetries == 0 ? .zero : backoff(disburseRetries, policy.disburseBackoffInitial, policy.disburseBackoffMax)
+            let delay =
+                disburseRetries == 0
+                ? .zero : backoff(disburseRetries, policy.disburseBackoffInitial, policy.disburseBackoffMax)
             return [.disburse(lenderID: lender, reference: ref, after: delay)]
         case .compensating(let lender, let ref):
             return [.cancelAtLender(lenderID: lender, reference: ref)]

@@ -21,11 +21,19 @@ struct BenchCommand: AsyncParsableCommand {
         print("Flux benchmarks — \(ProcessInfo.processInfo.activeProcessorCount) cores, \(Timestamp.format(Date()))")
         if parts.contains("rules") {
             let r = runRulesBenchmark(iterations: 2_000_000)
-            print(String(format: "rules:      %.0f ruleset decisions/s (4 lenders × 4 conditions), %.0f lender decisions/s, one core  [target ≥ 1,000,000]", r.decisionsPerSecond, r.lenderDecisionsPerSecond))
+            print(
+                String(
+                    format:
+                        "rules:      %.0f ruleset decisions/s (4 lenders × 4 conditions), %.0f lender decisions/s, one core  [target ≥ 1,000,000]",
+                    r.decisionsPerSecond, r.lenderDecisionsPerSecond))
         }
         if parts.contains("connector") {
             let us = runConnectorBenchmark(iterations: 200_000)
-            print(String(format: "connector:  %.2f µs per lender attempt (render apply + auth header, parse + map reply)  [target ≤ 20 µs]", us))
+            print(
+                String(
+                    format:
+                        "connector:  %.2f µs per lender attempt (render apply + auth header, parse + map reply)  [target ≤ 20 µs]",
+                    us))
         }
         if parts.contains("journal") {
             let dir = FileManager.default.temporaryDirectory.appendingPathComponent("flux-bench-\(getpid())")
@@ -35,7 +43,8 @@ struct BenchCommand: AsyncParsableCommand {
             try await store.prepare()
             let figures = try await runJournalBenchmark(store: store, batchSizes: [1, 64, 1024], events: 50_000)
             for f in figures {
-                print(String(format: "journal:    SQLite %6.0f durable events/s at batch %d", f.eventsPerSecond, f.batch))
+                print(
+                    String(format: "journal:    SQLite %6.0f durable events/s at batch %d", f.eventsPerSecond, f.batch))
             }
             await store.close()
         }
@@ -85,22 +94,31 @@ struct BenchCommand: AsyncParsableCommand {
             rules = "\(base.appendingPathComponent("rules.json").path)"
             """.write(to: conf, atomically: true, encoding: .utf8)
             let node = try ChildProcess(
-                name: "flux node", arguments: ["run", "--config", conf.path], logURL: work.appendingPathComponent("node.log"),
+                name: "flux node", arguments: ["run", "--config", conf.path],
+                logURL: work.appendingPathComponent("node.log"),
                 environment: ["LOG_LEVEL": "error"])
             children.append(node)
             try await waitUntilReady("http://127.0.0.1:\(http)/health/ready", child: node)
             // Warm up connections and caches, then measure.
             _ = try await runLoadGen(
-                options: LoadGenOptions(targets: [URL(string: "http://127.0.0.1:\(http)")!], rate: 200, durationSeconds: 2, seed: 99),
+                options: LoadGenOptions(
+                    targets: [URL(string: "http://127.0.0.1:\(http)")!], rate: 200, durationSeconds: 2, seed: 99),
                 logger: logger)
             let report = try await runLoadGen(
                 options: LoadGenOptions(
-                    targets: [URL(string: "http://127.0.0.1:\(http)")!], rate: rate, durationSeconds: duration, waitSeconds: 0,
+                    targets: [URL(string: "http://127.0.0.1:\(http)")!], rate: rate, durationSeconds: duration,
+                    waitSeconds: 0,
                     seed: 1),
                 logger: logger)
-            print("checkouts: one node, 0-latency simulated lenders, POST /v1/applications (201 after the durable journal write)")
+            print(
+                "checkouts: one node, 0-latency simulated lenders, POST /v1/applications (201 after the durable journal write)"
+            )
             print(report.render())
-            print(String(format: "checkouts:  %.0f/s achieved at %.0f/s offered, p50 %.2f ms, p99 %.2f ms  [target ≥ 2,000/s, p99 ≤ 25 ms]", report.achievedRate, rate, report.p50Ms, report.p99Ms))
+            print(
+                String(
+                    format:
+                        "checkouts:  %.0f/s achieved at %.0f/s offered, p50 %.2f ms, p99 %.2f ms  [target ≥ 2,000/s, p99 ≤ 25 ms]",
+                    report.achievedRate, rate, report.p50Ms, report.p99Ms))
         } catch {
             for c in children.reversed() { _ = await c.stop() }
             throw error

@@ -32,7 +32,9 @@ final class ChildProcess: @unchecked Sendable {
     static var selfExecutable: String {
         let arg0 = CommandLine.arguments[0]
         if arg0.hasPrefix("/") { return arg0 }
-        if let resolved = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") { return resolved }
+        if let resolved = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
+            return resolved
+        }
         return FileManager.default.currentDirectoryPath + "/" + arg0
     }
 

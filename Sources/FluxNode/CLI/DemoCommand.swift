@@ -79,7 +79,8 @@ struct DemoCommand: AsyncParsableCommand {
     }
 
     private func stream(to node: String) async throws -> [Outcome] {
-        var generator = CheckoutBodyGenerator(seed: seed, runID: "demo\(seed)x\(Int(Date().timeIntervalSince1970) % 100000)")
+        var generator = CheckoutBodyGenerator(
+            seed: seed, runID: "demo\(seed)x\(Int(Date().timeIntervalSince1970) % 100000)")
         let interval = Duration.milliseconds(Int64(1000 / max(rate, 0.1)))
         let tty = isatty(1) == 1
         print("")
@@ -96,7 +97,8 @@ struct DemoCommand: AsyncParsableCommand {
                             headers: [("Idempotency-Key", checkout.idempotencyKey), ("Prefer", "wait=20")]),
                         let view = try? JSONValue.parse(body)
                     else { return nil }
-                    let latency = Double((ContinuousClock.now - started).components.attoseconds / 1_000_000_000_000_000)
+                    let latency =
+                        Double((ContinuousClock.now - started).components.attoseconds / 1_000_000_000_000_000)
                         + Double((ContinuousClock.now - started).components.seconds) * 1000
                     let attempts = view["attempts"]?.arrayValue ?? []
                     let tried = attempts.map { a -> String in
@@ -125,7 +127,8 @@ struct DemoCommand: AsyncParsableCommand {
                             case "declined": "\u{1B}[33m"
                             default: "\u{1B}[31m"
                             }
-                        statusText = color + outcome.status.padding(toLength: 10, withPad: " ", startingAt: 0) + "\u{1B}[0m"
+                        statusText =
+                            color + outcome.status.padding(toLength: 10, withPad: " ", startingAt: 0) + "\u{1B}[0m"
                     }
                     print(
                         Self.row([
@@ -152,8 +155,13 @@ struct DemoCommand: AsyncParsableCommand {
         }
         print("")
         print("Summary: \(outcomes.count) of \(checkouts) checkouts answered")
-        for (k, v) in byStatus.sorted(by: { $0.key < $1.key }) { print("  \(k.padding(toLength: 12, withPad: " ", startingAt: 0)) \(v)") }
-        print(String(format: "  latency      p50 %.0f ms   p99 %.0f ms   max %.0f ms", pct(50), pct(99), latencies.last ?? 0))
+        for (k, v) in byStatus.sorted(by: { $0.key < $1.key }) {
+            print("  \(k.padding(toLength: 12, withPad: " ", startingAt: 0)) \(v)")
+        }
+        print(
+            String(
+                format: "  latency      p50 %.0f ms   p99 %.0f ms   max %.0f ms", pct(50), pct(99), latencies.last ?? 0)
+        )
 
         // Every application must be terminal, every disbursed one must have its loan, and no
         // lender may hold two live loans for one application.
@@ -175,21 +183,25 @@ struct DemoCommand: AsyncParsableCommand {
                 }
             }
         }
-        if let (status, body) = try? await SimpleHTTP.get("http://\(simulator.host):\(simulator.controlPort)/_sim/loans"),
+        if let (status, body) = try? await SimpleHTTP.get(
+            "http://\(simulator.host):\(simulator.controlPort)/_sim/loans"),
             status == 200, let report = try? JSONValue.parse(body)
         {
             let several = report["live_at_several_lenders"]?.arrayValue ?? []
             if !several.isEmpty { problems.append("applications with loans at several lenders: \(several.count)") }
             for lender in report["lenders"]?.arrayValue ?? [] {
                 for (ref, count) in lender["count_by_reference"]?.objectValue ?? [:] where (count.intValue ?? 0) > 1 {
-                    problems.append("\(lender["id"]?.stringValue ?? "?") holds \(count.intValue ?? 0) applications for \(ref)")
+                    problems.append(
+                        "\(lender["id"]?.stringValue ?? "?") holds \(count.intValue ?? 0) applications for \(ref)")
                 }
             }
         } else {
             problems.append("cannot read the simulator's loan book")
         }
         let terminal = outcomes.count - problems.filter { $0.contains("still") }.count
-        print("  terminal     \(terminal) of \(outcomes.count); duplicated loans: \(problems.contains { $0.contains("several") || $0.contains("holds") } ? "YES" : "none")")
+        print(
+            "  terminal     \(terminal) of \(outcomes.count); duplicated loans: \(problems.contains { $0.contains("several") || $0.contains("holds") } ? "YES" : "none")"
+        )
         if problems.isEmpty {
             print("\nAll checks passed: every application ended, every disbursal has its loan, no one got two loans.")
             return true
@@ -201,8 +213,10 @@ struct DemoCommand: AsyncParsableCommand {
 
     static func row(_ cells: [String]) -> String {
         let widths = [4, 30, 12, 7, 40, 11, 10]
-        return zip(cells, widths).map { c, w in c.count >= w ? c + " " : c.padding(toLength: w, withPad: " ", startingAt: 0) }
-            .joined(separator: " ")
+        return zip(cells, widths).map { c, w in
+            c.count >= w ? c + " " : c.padding(toLength: w, withPad: " ", startingAt: 0)
+        }
+        .joined(separator: " ")
     }
 
     static func rupees(_ paise: Int64) -> String {

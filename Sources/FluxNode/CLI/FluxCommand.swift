@@ -46,10 +46,13 @@ struct RunCommand: AsyncParsableCommand {
             if let config {
                 cfg = try NodeConfig.load(path: config)
             } else {
-                cfg = try NodeConfig.parse(toml: "", baseDirectory: URL(fileURLWithPath: FileManager.default.currentDirectoryPath))
+                cfg = try NodeConfig.parse(
+                    toml: "", baseDirectory: URL(fileURLWithPath: FileManager.default.currentDirectoryPath))
             }
             if let nodeID { cfg.nodeID = nodeID }
-            for (key, value, path) in [("http", http, \NodeConfig.http), ("admin", admin, \.admin), ("wire", wire, \.wire)] {
+            for (key, value, path) in [
+                ("http", http, \NodeConfig.http), ("admin", admin, \.admin), ("wire", wire, \.wire),
+            ] {
                 guard let value else { continue }
                 guard let hp = HostPort(value) else {
                     throw ConfigError(key: "--\(key)", message: "must be HOST:PORT")

@@ -5,8 +5,11 @@ import NIOHTTP1
 
 /// A few plain HTTP calls for the command-line tools (members, demo).
 enum SimpleHTTP {
-    static func get(_ url: String, bearer: String? = nil, timeout: Duration = .seconds(5)) async throws -> (Int, [UInt8]) {
-        try await send("GET", url, body: nil, headers: bearer.map { [("Authorization", "Bearer \($0)")] } ?? [], timeout: timeout)
+    static func get(_ url: String, bearer: String? = nil, timeout: Duration = .seconds(5)) async throws -> (
+        Int, [UInt8]
+    ) {
+        try await send(
+            "GET", url, body: nil, headers: bearer.map { [("Authorization", "Bearer \($0)")] } ?? [], timeout: timeout)
     }
 
     static func send(

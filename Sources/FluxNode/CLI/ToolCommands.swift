@@ -27,7 +27,8 @@ struct LoadGenCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "loadgen", abstract: "Open-loop checkout load with an HDR latency report.")
 
-    @Option(name: .customLong("target"), parsing: .upToNextOption, help: "Node base URL(s), e.g. http://127.0.0.1:8080.")
+    @Option(
+        name: .customLong("target"), parsing: .upToNextOption, help: "Node base URL(s), e.g. http://127.0.0.1:8080.")
     var targets: [String] = []
     @Option(help: "Checkouts per second.") var rate: Double = 100
     @Option(help: "Seconds to run.") var duration: Double = 10

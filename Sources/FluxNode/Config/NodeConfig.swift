@@ -92,7 +92,8 @@ struct NodeConfig: Sendable, Equatable {
             json = try JSONValue.parse(Data(table.convert(to: .json).utf8))
         } catch let error as TOMLParseError {
             throw ConfigError(
-                key: "", message: "not valid TOML at line \(error.source.begin.line), column \(error.source.begin.column)")
+                key: "",
+                message: "not valid TOML at line \(error.source.begin.line), column \(error.source.begin.column)")
         } catch {
             throw ConfigError(key: "", message: "not valid TOML: \(error)")
         }
@@ -102,7 +103,8 @@ struct NodeConfig: Sendable, Equatable {
     static func parse(_ json: JSONValue, baseDirectory: URL) throws(ConfigError) -> NodeConfig {
         guard case .object(let o) = json else { throw ConfigError(key: "", message: "not a TOML table") }
         for key in o.keys.sorted() where !knownKeys.contains(key) {
-            throw ConfigError(key: key, message: "unknown key (known keys: \(knownKeys.sorted().joined(separator: ", ")))")
+            throw ConfigError(
+                key: key, message: "unknown key (known keys: \(knownKeys.sorted().joined(separator: ", ")))")
         }
         var c = NodeConfig(nodeID: "", baseDirectory: baseDirectory)
         if let v = o["http"] { c.http = try hostPort(v, "http") }
@@ -124,7 +126,8 @@ struct NodeConfig: Sendable, Equatable {
         if let v = o["shards"] { c.shards = try int(v, "shards", 1...65536) }
         if let v = o["journal"] {
             let s = try string(v, "journal")
-            guard s.hasPrefix("sqlite:") || s.hasPrefix("postgres://") || s.hasPrefix("postgresql://") || s.contains("=")
+            guard
+                s.hasPrefix("sqlite:") || s.hasPrefix("postgres://") || s.hasPrefix("postgresql://") || s.contains("=")
             else {
                 throw ConfigError(
                     key: "journal", message: "must be sqlite:PATH, postgres://… or a libpq conninfo string")
@@ -141,7 +144,9 @@ struct NodeConfig: Sendable, Equatable {
             }
             c.apiKeys = try a.enumerated().map { (i, s) throws(ConfigError) in
                 let k = try string(s, "api_keys[\(i)]")
-                guard k.utf8.count >= 8 else { throw ConfigError(key: "api_keys[\(i)]", message: "must be at least 8 bytes") }
+                guard k.utf8.count >= 8 else {
+                    throw ConfigError(key: "api_keys[\(i)]", message: "must be at least 8 bytes")
+                }
                 return k
             }
         }
@@ -151,7 +156,9 @@ struct NodeConfig: Sendable, Equatable {
             for key in s.keys.sorted() where !knownSwimKeys.contains(key) {
                 throw ConfigError(key: "swim.\(key)", message: "unknown key")
             }
-            if let x = s["probe_interval_ms"] { c.swim.probeIntervalMs = try int(x, "swim.probe_interval_ms", 10...60_000) }
+            if let x = s["probe_interval_ms"] {
+                c.swim.probeIntervalMs = try int(x, "swim.probe_interval_ms", 10...60_000)
+            }
             if let x = s["ping_timeout_ms"] { c.swim.pingTimeoutMs = try int(x, "swim.ping_timeout_ms", 1...60_000) }
             if let x = s["indirect_probes"] { c.swim.indirectProbes = try int(x, "swim.indirect_probes", 0...16) }
             if let x = s["suspicion_mult"] { c.swim.suspicionMult = try int(x, "swim.suspicion_mult", 1...100) }
@@ -168,7 +175,8 @@ struct NodeConfig: Sendable, Equatable {
         if let v = o["node_id"] {
             let s = try string(v, "node_id")
             guard s.utf8.count <= 64, s.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F && $0 != 0x2F }) else {
-                throw ConfigError(key: "node_id", message: "must be at most 64 printable characters without spaces or '/'")
+                throw ConfigError(
+                    key: "node_id", message: "must be at most 64 printable characters without spaces or '/'")
             }
             c.nodeID = s
         } else {

@@ -36,7 +36,8 @@ struct APIError: Error, Sendable {
     static let notFound = APIError(.notFound, "not_found", "no such resource")
     static let unauthorized = APIError(.unauthorized, "unauthorized", "a valid Authorization: Bearer key is required")
     static func journalUnavailable(_ why: String) -> APIError {
-        APIError(.serviceUnavailable, "journal_unavailable", "the journal cannot take new work right now; retry shortly")
+        APIError(
+            .serviceUnavailable, "journal_unavailable", "the journal cannot take new work right now; retry shortly")
     }
 }
 
@@ -70,9 +71,11 @@ struct APIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             return APIError.bodyTooLarge.response
         } catch let e as HTTPError {
             switch e.status {
-            case .notFound: return APIError(.notFound, "not_found", "no route \(request.method) \(request.uri.path)").response
+            case .notFound:
+                return APIError(.notFound, "not_found", "no route \(request.method) \(request.uri.path)").response
             case .methodNotAllowed:
-                return APIError(.methodNotAllowed, "method_not_allowed", "\(request.method) is not allowed here").response
+                return APIError(.methodNotAllowed, "method_not_allowed", "\(request.method) is not allowed here")
+                    .response
             case .contentTooLarge: return APIError.bodyTooLarge.response
             default:
                 return APIError(e.status, "http_error", e.body ?? e.status.reasonPhrase).response

@@ -89,7 +89,8 @@ struct ApplicationsController: Sendable {
     @Sendable func accept(_ request: Request, context: BasicRequestContext) async throws -> Response {
         _ = try await find(context)
         throw APIError(
-            .unprocessableContent, "mode_not_supported", "offers mode is not available yet: there is no offer to accept")
+            .unprocessableContent, "mode_not_supported", "offers mode is not available yet: there is no offer to accept"
+        )
     }
 
     private func find(_ context: BasicRequestContext) async throws -> LoanApplication {

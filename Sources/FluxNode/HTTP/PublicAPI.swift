@@ -21,7 +21,8 @@ enum PublicAPI {
         }
         router.get("health/ready") { _, _ in
             let ready = await node.isReady()
-            return JSONResponse.make(ready ? .ok : .serviceUnavailable, .object(["status": ready ? "ready" : "not_ready"]))
+            return JSONResponse.make(
+                ready ? .ok : .serviceUnavailable, .object(["status": ready ? "ready" : "not_ready"]))
         }
         router.get("metrics") { _, _ in
             JSONResponse.text(.ok, registry.emitToString(), contentType: "text/plain; version=0.0.4")

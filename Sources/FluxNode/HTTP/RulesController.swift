@@ -61,7 +61,8 @@ struct RulesController: Sendable {
 
     private func ifMatch(_ request: Request) throws -> Int {
         guard let raw = request.headers[.ifMatch] else {
-            throw APIError(.preconditionRequired, "if_match_required", "If-Match with the current ruleset version is required")
+            throw APIError(
+                .preconditionRequired, "if_match_required", "If-Match with the current ruleset version is required")
         }
         var text = raw.trimmingCharacters(in: .whitespaces)
         if text.hasPrefix("W/") { text.removeFirst(2) }
