@@ -104,6 +104,15 @@ public actor ClusterMembership {
 
     public func incarnation() -> UInt64 { machine.incarnation }
 
+    /// The connection to a member (the same one SWIM uses: one connection per peer), or nil when
+    /// the member is unknown, not in the cluster, this node, or there is no cluster secret.
+    public func peer(to node: NodeID) -> WirePeer? {
+        guard node != myself, !stopped, let secret = configuration.secret, let m = machine.member(node),
+            m.status.isInCluster
+        else { return nil }
+        return peer(for: m.wire, secret: secret)
+    }
+
     /// Membership changes from now on. Each call is its own subscription; a slow reader loses
     /// the oldest changes beyond 1024 (`members()` always has the current state).
     public func changes() -> AsyncStream<MembershipChange> {

@@ -77,6 +77,10 @@ public actor LoanApplication {
     /// Set when the journal refused this stream: another writer owns it now. The actor does nothing more.
     private var stopped = false
     private var settledReported = false
+    /// Set when the shard is being handed to another node: no new lender call starts.
+    private var suspended = false
+    private var callsInFlight = 0
+    private var quietWaiters: [CheckedContinuation<Void, Never>] = []
 
     public static func streamName(_ id: String) -> String { "app/\(id)" }
 
@@ -150,6 +154,44 @@ public actor LoanApplication {
             _ = await durable(upTo: assignedSeq)
         }
         return step.cancelReply ?? .refused(reason: "not cancellable")
+    }
+
+    /// Hands the application over (its shard moves to another node): no new lender call
+    /// starts, the call in progress finishes and its outcome is handed to the journal, then the
+    /// actor stops. The new owner reloads it from the journal and carries on.
+    public func suspend() async {
+        guard !stopped else { return }
+        suspended = true
+        while callsInFlight > 0 {
+            await withCheckedContinuation { quietWaiters.append($0) }
+        }
+        if appendedSeq < assignedSeq, !stopped {
+            let target = assignedSeq
+            await withCheckedContinuation { c in appendWaiters.append((target, c)) }
+        }
+        guard !stopped else { return }
+        stopped = true
+        services.logger.debug("application handed over", metadata: ["application": "\(id)"])
+        for w in appendWaiters { w.continuation.resume() }
+        appendWaiters.removeAll()
+        wakeViewWaiters()
+        reportSettled()
+    }
+
+    /// Marks a lender call as started; false when the actor is stopping or handing over.
+    private func beginCall() -> Bool {
+        guard !stopped, !suspended else { return false }
+        callsInFlight += 1
+        return true
+    }
+
+    private func endCall() {
+        callsInFlight -= 1
+        if callsInFlight == 0, !quietWaiters.isEmpty {
+            let waiters = quietWaiters
+            quietWaiters.removeAll()
+            for w in waiters { w.resume() }
+        }
     }
 
     // MARK: - The loop
@@ -265,15 +307,19 @@ public actor LoanApplication {
         let gateway = services.gateway
         switch effect {
         case .admit(let lender):
+            guard beginCall() else { return }
+            defer { endCall() }
             let admission = await gateway.admit(lenderID: lender, context: context(lender: lender))
             feed(.admission(lenderID: lender, admission))
         case .apply(let lender):
-            guard await durable(upTo: barrier) else { return }
+            guard await durable(upTo: barrier), beginCall() else { return }
+            defer { endCall() }
             let call = await gateway.apply(lenderID: lender, context: context(lender: lender))
             feed(.applied(lenderID: lender, call))
         case .inquireStatus(let lender, let reference, let after):
             if after > .zero { try? await Task.sleep(for: after) }
-            guard await durable(upTo: barrier) else { return }
+            guard await durable(upTo: barrier), beginCall() else { return }
+            defer { endCall() }
             let call = await gateway.status(lenderID: lender, context: context(reference: reference, lender: lender))
             feed(.inquired(lenderID: lender, call))
             // The saga moved on after a second `not_found`: the lender may still surface an
@@ -298,7 +344,8 @@ public actor LoanApplication {
                             outcome: .failed(reason: "the loan cannot be booked: \(error)"), tries: 0, latencyMs: 0)))
                 return
             }
-            guard await durable(upTo: barrier) else { return }
+            guard await durable(upTo: barrier), beginCall() else { return }
+            defer { endCall() }
             let call = await gateway.disburse(
                 lenderID: lender, context: context(reference: reference, lender: lender))
             feed(.disbursal(lenderID: lender, call))
@@ -308,6 +355,8 @@ public actor LoanApplication {
                 customerID: request.customerID, merchantID: request.merchantID, principalPaise: request.amountPaise,
                 annualRateBps: bps, tenureMonths: request.tenureMonths, disbursedAt: services.now())
             var backoff = Duration.milliseconds(20)
+            guard beginCall() else { return }
+            defer { endCall() }
             while !stopped {
                 do {
                     try await services.loans.openLoan(opening)
@@ -321,7 +370,8 @@ public actor LoanApplication {
             }
             feed(.loanOpened(loanID: loanID))
         case .cancelAtLender(let lender, let reference):
-            guard await durable(upTo: barrier) else { return }
+            guard await durable(upTo: barrier), beginCall() else { return }
+            defer { endCall() }
             let call = await gateway.cancel(lenderID: lender, context: context(reference: reference, lender: lender))
             feed(.compensation(lenderID: lender, call))
         }

@@ -36,7 +36,10 @@ public final class RulesBook: Sendable {
     public var ruleset: Ruleset { current.withLock { $0.ruleset } }
 
     /// Loads the last published ruleset from the journal, or compiles `initial` (the rules file)
-    /// and publishes it as the first version.
+    /// when the journal has none (a cluster's first start). The file's ruleset is not journalled:
+    /// the first publish (`PUT`/`PATCH`, at the owner of this stream's shard) writes version
+    /// file-version + 1 as the stream's first event, so nodes starting together never race to
+    /// write it.
     public static func load(
         journal: EventJournal, shards: ShardMap, epoch: @escaping @Sendable (Int) -> Int64?,
         now: @escaping @Sendable () -> Date, initial: () throws -> JSONValue
@@ -49,9 +52,19 @@ public final class RulesBook: Sendable {
             return RulesBook(journal: journal, shard: shard, epoch: epoch, now: now, ruleset: ruleset, seq: last.seq)
         }
         let ruleset = try Ruleset.compile(try initial())
-        let book = RulesBook(journal: journal, shard: shard, epoch: epoch, now: now, ruleset: ruleset, seq: 0)
-        try await book.record(ruleset, seq: 1)
-        return book
+        return RulesBook(journal: journal, shard: shard, epoch: epoch, now: now, ruleset: ruleset, seq: 0)
+    }
+
+    /// Picks up versions another node published (after its broadcast, or on the periodic check).
+    /// Returns the active version.
+    @discardableResult
+    public func refresh() async throws -> Int {
+        let seq = current.withLock { $0.seq }
+        let events = try await journal.read(stream: Self.stream)
+        guard let last = events.last, last.seq > seq else { return ruleset.version }
+        let ruleset = try Ruleset.compile(try JSONValue.parse(Data(last.data.utf8)))
+        current.withLock { if $0.seq < last.seq { $0 = (ruleset, last.seq) } }
+        return self.ruleset.version
     }
 
     /// Publishes `document` as version `ifMatch + 1`.
@@ -69,6 +82,8 @@ public final class RulesBook: Sendable {
     {
         await publishing.acquire()
         defer { publishing.release() }
+        // This node may have just taken the stream's shard: start from what the journal has.
+        do { try await refresh() } catch { throw .journalUnavailable("\(error)") }
         let (active, seq) = current.withLock { ($0.ruleset, $0.seq) }
         guard active.version == ifMatch else { throw .versionConflict(current: active.version) }
         let next: Ruleset
@@ -78,9 +93,13 @@ public final class RulesBook: Sendable {
     }
 
     private func record(_ ruleset: Ruleset, seq: Int64) async throws(JournalError) {
+        guard let writerEpoch = epoch(shard) else {
+            throw .unavailable(
+                "this node does not own the rules' shard (\(shard)); the request should have been forwarded")
+        }
         let event = JournalEvent(
             shard: shard, stream: Self.stream, seq: seq, type: "RulesPublished", data: ruleset.document.jsonString(),
-            writerEpoch: epoch(shard) ?? 0, at: now())
+            writerEpoch: writerEpoch, at: now())
         try await journal.append([event])
         try await journal.awaitDurable(stream: Self.stream, upTo: seq)
         current.withLock { $0 = (ruleset, seq) }

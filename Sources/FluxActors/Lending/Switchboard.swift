@@ -22,6 +22,8 @@ public actor Switchboard {
     private var customerOf: [String: String] = [:]
     /// Loads and creations in progress, so concurrent calls for one id share one actor.
     private var loading: [String: Task<LoanApplication?, any Error>] = [:]
+    /// Creations in progress (by id): a concurrent replay of the same POST waits for the first.
+    private var creating: [String: [CheckedContinuation<Void, Never>]] = [:]
     private let maxCachedTerminal = 10_000
     private var terminalCache: [String: LoanApplication] = [:]
     private var terminalOrder: [String] = []
@@ -50,12 +52,33 @@ public actor Switchboard {
 
     // MARK: - Identity
 
-    /// Deterministic: the same merchant and Idempotency-Key always name the same application, on
-    /// any node, so a retried POST finds the first one.
-    public static func applicationID(merchantID: String, idempotencyKey: String) -> String {
-        let digest = SHA256.hash(data: Data("\(merchantID)\u{0}\(idempotencyKey)".utf8))
-        return "app_" + digest.prefix(12).map { String(format: "%02x", $0) }.joined()
+    /// Deterministic: the same merchant, customer and Idempotency-Key always name the same
+    /// application, on any node, so a retried POST finds the first one. The first 8 hex digits
+    /// hash merchant and customer (`ShardMap` routes by them: one customer's applications share a
+    /// shard, so "one live application per customer" is decided by one owner); the other 16 hash
+    /// merchant and key.
+    public static func applicationID(merchantID: String, customerID: String, idempotencyKey: String) -> String {
+        let customer = SHA256.hash(data: Data("\(merchantID)\u{0}\(customerID)".utf8))
+        let key = SHA256.hash(data: Data("\(merchantID)\u{0}\(idempotencyKey)".utf8))
+        return "app_" + hex(customer.prefix(4)) + hex(key.prefix(8))
     }
+
+    /// The journal stream that claims an Idempotency-Key for one application (seq 1, written
+    /// once): the journal's uniqueness on (stream, seq) makes a key name one application even
+    /// when two requests with different customers land on different shards.
+    public static func idempotencyStream(merchantID: String, idempotencyKey: String) -> String {
+        "idem/" + hex(SHA256.hash(data: Data("\(merchantID)\u{0}\(idempotencyKey)".utf8)).prefix(16))
+    }
+
+    private static func hex(_ bytes: some Sequence<UInt8>) -> String {
+        var s = ""
+        for b in bytes {
+            s.append(Character(Unicode.Scalar(hexDigits[Int(b >> 4)])))
+            s.append(Character(Unicode.Scalar(hexDigits[Int(b & 0xf)])))
+        }
+        return s
+    }
+    private static let hexDigits = Array("0123456789abcdef".utf8)
 
     public static func requestHash(_ body: JSONValue) -> String {
         SHA256.hash(data: body.jsonData()).map { String(format: "%02x", $0) }.joined()
@@ -68,9 +91,30 @@ public actor Switchboard {
     public func create(
         request: CheckoutRequest, idempotencyKey: String, decision: RuleDecision
     ) async throws(SwitchboardError) -> (application: LoanApplication, created: Bool) {
-        let id = Self.applicationID(merchantID: request.merchantID, idempotencyKey: idempotencyKey)
+        let id = Self.applicationID(
+            merchantID: request.merchantID, customerID: request.customerID, idempotencyKey: idempotencyKey)
         let hash = Self.requestHash(request.raw)
-        if let existing = try await find(id) {
+        // One create per id at a time: a concurrent replay waits for the first and then finds it.
+        while creating[id] != nil {
+            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in creating[id]?.append(c) }
+        }
+        if let existing = live[id] ?? terminalCache[id] {
+            guard await existing.requestHash == hash else { throw .idempotencyConflict(existingID: id) }
+            return (existing, false)
+        }
+        creating[id] = []
+        defer { for waiter in creating.removeValue(forKey: id) ?? [] { waiter.resume() } }
+        let shard = services.shards.shard(for: id)
+        guard let epoch = services.epoch(shard) else {
+            throw .journalUnavailable("this node does not own the application's shard")
+        }
+        // The key is claimed first: a fresh claim means no application has this id yet (no read);
+        // an old claim names the application that holds the key.
+        let claim = try await claimKey(
+            Self.idempotencyStream(merchantID: request.merchantID, idempotencyKey: idempotencyKey), for: id,
+            shard: shard, epoch: epoch)
+        if claim.holder != id { throw .idempotencyConflict(existingID: claim.holder) }
+        if !claim.fresh, let existing = try await find(id) {
             guard await existing.requestHash == hash else { throw .idempotencyConflict(existingID: id) }
             return (existing, false)
         }
@@ -78,14 +122,6 @@ public actor Switchboard {
         if let other = liveByCustomer[customerKey], other != id {
             // The settled notice may still be on its way: ask the application itself.
             if let app = live[other], await !app.status.isTerminal { throw .liveApplicationExists(id: other) }
-        }
-        // Re-check after the awaits above: another call may have created it meanwhile.
-        if let existing = live[id] {
-            guard await existing.requestHash == hash else { throw .idempotencyConflict(existingID: id) }
-            return (existing, false)
-        }
-        guard let epoch = services.epoch(services.shards.shard(for: id)) else {
-            throw .journalUnavailable("this node does not own the application's shard")
         }
         let now = services.now()
         let received = ApplicationEvent.received(
@@ -113,6 +149,60 @@ public actor Switchboard {
         }
         await app.run(recovered: false)
         return (app, true)
+    }
+
+    /// Claims `stream` (an Idempotency-Key) for application `id`: appends its first event and
+    /// waits until it is durable. Returns the application that holds the key and whether this
+    /// call claimed it.
+    private func claimKey(
+        _ stream: String, for id: String, shard: Int, epoch: Int64
+    ) async throws(SwitchboardError) -> (holder: String, fresh: Bool) {
+        let claim = JournalEvent(
+            shard: shard, stream: stream, seq: 1, type: "IdempotencyKeyClaimed",
+            data: JSONValue.object(["application_id": .string(id)]).jsonString(), writerEpoch: epoch,
+            at: services.now(), closesStream: true)
+        do {
+            try await services.journal.append([claim])
+            try await services.journal.awaitDurable(stream: stream, upTo: 1)
+            return (id, true)
+        } catch .refused(_, .sequenceConflict) {
+            // Claimed before: by this application (a replay) or by another one.
+            do {
+                try await services.journal.clearRefusal(stream: stream)
+                let events = try await services.journal.read(stream: stream)
+                guard let first = events.first, let data = try? JSONValue.parse(Data(first.data.utf8)),
+                    let holder = data["application_id"]?.stringValue
+                else {
+                    throw JournalError.unavailable("the Idempotency-Key claim is not readable yet; retry")
+                }
+                return (holder, false)
+            } catch {
+                throw .journalUnavailable("\(error)")
+            }
+        } catch {
+            throw .journalUnavailable("\(error)")
+        }
+    }
+
+    // MARK: - Shards moving away
+
+    /// Stops acting for `shards` (they are being handed to another node): every live application
+    /// of them finishes the lender call it is in, journals what it decided and stops; cached ones
+    /// are forgotten. The caller flushes the journal afterwards.
+    public func release(shards: Set<Int>) async {
+        let leaving = live.filter { shards.contains($0.value.shard) }
+        await withTaskGroup(of: Void.self) { group in
+            for (_, app) in leaving { group.addTask { await app.suspend() } }
+        }
+        for (id, _) in leaving {
+            live.removeValue(forKey: id)
+            if let key = customerOf.removeValue(forKey: id), liveByCustomer[key] == id {
+                liveByCustomer.removeValue(forKey: key)
+            }
+        }
+        let cached = terminalCache.filter { shards.contains($0.value.shard) }.map(\.key)
+        for id in cached { terminalCache.removeValue(forKey: id) }
+        if !cached.isEmpty { terminalOrder.removeAll { shards.contains(services.shards.shard(for: $0)) } }
     }
 
     // MARK: - Find
@@ -152,7 +242,12 @@ public actor Switchboard {
         do { request = try CheckoutRequest(json: received.request) } catch {
             throw .corrupt("\(id): stored request no longer valid: \(error.message)")
         }
-        let epoch = services.epoch(services.shards.shard(for: id)) ?? 0
+        guard let epoch = services.epoch(services.shards.shard(for: id)) else {
+            // Not this node's shard (a request that raced a hand-over): a read-only view that
+            // never runs and is not kept; anything it would append is fenced by the journal.
+            return LoanApplication(
+                id: id, request: request, saga: saga, seq: events.last!.seq, epoch: 0, services: services)
+        }
         let app = LoanApplication(
             id: id, request: request, saga: saga, seq: events.last!.seq, epoch: epoch, services: services)
         if saga.status.isTerminal {

@@ -12,6 +12,7 @@ enum PublicAPI {
         router.add(middleware: APIErrorMiddleware())
         router.add(middleware: NodeHeaderMiddleware(nodeID: node.config.nodeID))
         let v1 = router.group("v1").add(middleware: BearerAuthMiddleware(keys: Set(node.config.apiKeys)))
+            .add(middleware: ForwardingMiddleware(node: node, cluster: node.cluster))
         ApplicationsController(node: node).addRoutes(to: v1)
         LoansController(node: node).addRoutes(to: v1)
         RulesController(node: node).addRoutes(to: v1)
@@ -39,7 +40,10 @@ struct NodeHeaderMiddleware<Context: RequestContext>: RouterMiddleware {
         -> Response
     {
         var response = try await next(request, context)
-        response.headers[HTTPField.Name("Flux-Node")!] = nodeID
+        // A forwarded reply already names the owner that served it.
+        if response.headers[HTTPField.Name("Flux-Node")!] == nil {
+            response.headers[HTTPField.Name("Flux-Node")!] = nodeID
+        }
         return response
     }
 }

@@ -1,4 +1,5 @@
 import FluxActors
+import FluxWire
 import Foundation
 import Hummingbird
 
@@ -76,6 +77,8 @@ struct RulesController: Sendable {
     private func respond(_ change: () async throws(RulesPublishError) -> Ruleset) async throws -> Response {
         do {
             let ruleset = try await change()
+            // Every other node picks the new version up from the journal now (or on its next check).
+            await node.cluster.broadcast(WireConfigPublish(kind: "rules", version: UInt64(ruleset.version), json: []))
             return JSONResponse.make(.ok, ruleset.document, headers: [.eTag: "\"\(ruleset.version)\""])
         } catch .invalid(let e) {
             throw APIError(.unprocessableContent, "invalid_rules", e.message, field: e.path.isEmpty ? nil : e.path)

@@ -11,9 +11,17 @@ import Synchronization
 /// - Without it: a single node, no wire server; membership lists only this node. Seeds without a
 ///   secret are a configuration error naming `cluster_secret`.
 ///
-/// Placement (`placement()`) is over the alive and suspect members. Shard acquisition,
-/// forwarding and failover do not use it yet.
+/// Besides SWIM, the wire carries forwarded public API requests (`WireForward`), shard
+/// hand-over asks (`WireShardHandover`) and configuration news (`WireConfigPublish`); the node
+/// registers what to do with them (`Handlers`) before `start()`.
 final class ClusterRuntime: Sendable {
+    struct Handlers: Sendable {
+        var forward: @Sendable (WireForward, _ from: String) async -> WireForwardReply
+        var handOver: @Sendable (_ shards: [Int], _ to: NodeID) async -> Bool
+        var configChanged: @Sendable (WireConfigPublish) async -> Void
+    }
+    private let handlers = Mutex<Handlers?>(nil)
+
     let config: NodeConfig
     let membership: ClusterMembership
     private let secret: [UInt8]?
@@ -60,13 +68,15 @@ final class ClusterRuntime: Sendable {
             let bound = try await WireServer.bind(
                 host: config.wire.host, port: config.wire.port, localNodeID: config.nodeID, secret: secret,
                 logger: logger,
-                peerHandler: { request, peer in
+                peerHandler: { [weak self] request, peer in
                     if SWIMWireCodec.messageTypes.contains(request.type) {
                         await membership.receive(request, from: peer)
                         return nil
                     }
-                    return .errorReply(
-                        code: "unsupported", message: "this node does not handle message type \(request.type) yet")
+                    guard let h = self?.handlers.withLock({ $0 }) else {
+                        return .errorReply(code: "starting", message: "this node is starting")
+                    }
+                    return await Self.handle(request, from: peer, handlers: h)
                 })
             server.withLock { $0 = bound }
             logger.info("FluxWire listening", metadata: ["address": "\(bound.localAddress)"])
@@ -93,6 +103,68 @@ final class ClusterRuntime: Sendable {
     }
 
     func members() async -> [SWIMMember] { await membership.members() }
+
+    func register(_ h: Handlers) { handlers.withLock { $0 = h } }
+
+    /// Non-SWIM frames from an authenticated peer. A frame that does not decode gets an error
+    /// reply (the connection stays: the frame itself was well-formed).
+    static func handle(_ request: WireEnvelope, from peer: String, handlers h: Handlers) async -> WireEnvelope? {
+        do throws(WireError) {
+            switch request.type {
+            case WireForward.type:
+                return WireEnvelope(await h.forward(try request.decode(as: WireForward.self), peer))
+            case WireShardHandover.type:
+                let ask = try request.decode(as: WireShardHandover.self)
+                let done = await h.handOver([Int(ask.shard)], NodeID(peer))
+                return WireEnvelope(WireShardHandoverAck(shard: ask.shard, epoch: ask.epoch, accepted: done))
+            case WireConfigPublish.type:
+                await h.configChanged(try request.decode(as: WireConfigPublish.self))
+                return nil
+            default:
+                return .errorReply(
+                    code: "unsupported", message: "this node does not handle message type \(request.type)")
+            }
+        } catch {
+            return .errorReply(code: "bad_message", message: error.reason)
+        }
+    }
+
+    /// Asks `node` to give up `shards` (its applications finish their lender calls and flush).
+    /// Bounded: whatever happens, the caller takes the shards afterwards and fences `node`.
+    func askHandover(_ shards: [Int], from node: NodeID) async {
+        guard let peer = await membership.peer(to: node) else { return }
+        let me = config.nodeID
+        await withTaskGroup(of: Void.self) { group in
+            for s in shards {
+                group.addTask {
+                    _ = try? await peer.ask(
+                        WireShardHandover(shard: UInt32(s), epoch: 0, fromNode: node.rawValue, toNode: me),
+                        expecting: WireShardHandoverAck.self, timeout: .seconds(10))
+                }
+            }
+        }
+    }
+
+    /// Tells every other member about a configuration change (one-way; a member that misses it
+    /// catches up from the journal on its periodic check).
+    func broadcast(_ news: WireConfigPublish) async {
+        let others = await membership.members().filter { $0.status.isInCluster && $0.node.rawValue != config.nodeID }
+        await withTaskGroup(of: Void.self) { group in
+            for m in others {
+                guard let peer = await membership.peer(to: m.node) else { continue }
+                group.addTask { try? await peer.tell(news) }
+            }
+        }
+    }
+
+    /// Sends a public API request to the node that owns its entity.
+    func forward(_ request: WireForward, to node: NodeID, timeout: Duration) async throws(WireError) -> WireForwardReply
+    {
+        guard let peer = await membership.peer(to: node) else {
+            throw .peerUnavailable("\(node) is not a reachable member")
+        }
+        return try await peer.ask(request, expecting: WireForwardReply.self, timeout: timeout)
+    }
 
     func placement() async -> PlacementTable { await membership.placement(shards: config.shards) }
 }

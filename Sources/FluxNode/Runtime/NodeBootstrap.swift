@@ -21,14 +21,10 @@ enum NodeBootstrap {
             capacity: 100_000, logger: logger)
         await journal.start()
 
-        // A single node founds its cluster: it takes every shard, bumping each epoch so that an
-        // older writer of the same journal is fenced off.
+        // Shards are taken by `ShardOwner` (below) as placement gives them to this node; the
+        // actors write with the epoch the journal gave for their shard.
         let map = ShardMap(shards: config.shards)
-        var epochs: [Int: Int64] = [:]
-        for shard in 0..<config.shards {
-            epochs[shard] = try await store.acquireShard(shard, owner: config.nodeID)
-        }
-        let shardTable = ShardTable(map: map, epochs: epochs)
+        let shardTable = ShardTable(map: map)
         let epoch: @Sendable (Int) -> Int64? = { shardTable.epoch($0) }
 
         let lenders = try LenderAccess.load(config: config, logger: logger)
@@ -49,14 +45,24 @@ enum NodeBootstrap {
         switchboardRef.withLock { $0 = switchboard }
         let node = NodeRuntime(
             config: config, journal: JournalAccess(events: journal, store: store), switchboard: switchboard,
-            rules: rules, lenders: lenders, loans: loans, metrics: metrics, shardTable: shardTable, now: clock)
-
-        let resumed = try await switchboard.recover(shards: shardTable.owned)
-        logger.info("recovered unfinished applications", metadata: ["count": "\(resumed)"])
+            rules: rules, lenders: lenders, loans: loans, metrics: metrics, shardTable: shardTable, cluster: cluster,
+            now: clock)
+        let owner = ShardOwner(
+            cluster: cluster, table: shardTable, journal: journal, switchboard: switchboard, logger: logger)
+        node.owner.withLock { $0 = owner }
 
         let leave = LeaveSignal()
+        let publicResponder = PublicAPI.router(node: node, registry: registry).buildResponder()
+        let forwarded = ForwardedRequestServer(responder: publicResponder, logger: logger)
+        cluster.register(
+            .init(
+                forward: { request, _ in await forwarded.serve(request) },
+                handOver: { shards, to in await owner.handOver(shards, to: to) },
+                configChanged: { news in
+                    if news.kind == "rules" { _ = try? await rules.refresh() }
+                }))
         let publicApp = Application(
-            router: PublicAPI.router(node: node, registry: registry),
+            responder: publicResponder,
             configuration: .init(address: .hostname(config.http.host, port: config.http.port), serverName: "flux"),
             onServerRunning: { channel in
                 node.isServing = true
@@ -74,7 +80,23 @@ enum NodeBootstrap {
             },
             logger: logger)
         try await cluster.start()
-        let lifecycle = NodeLifecycle(journal: journal, store: store, node: node, cluster: cluster, logger: logger)
+        // A single node takes every shard before it serves (as before: recovery first); a
+        // clustered one joins first and takes its share as placement gives it.
+        if cluster.isClustered {
+            Task { await owner.start(joinGrace: Self.joinGrace(config)) }
+        } else {
+            await owner.start(joinGrace: .zero)
+        }
+        let refresher = Task {
+            // The pull half of configuration broadcast: a missed broadcast is caught up here.
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(2))
+                _ = try? await rules.refresh()
+            }
+        }
+        defer { refresher.cancel() }
+        let lifecycle = NodeLifecycle(
+            journal: journal, store: store, node: node, cluster: cluster, owner: owner, logger: logger)
         let group = ServiceGroup(
             configuration: .init(
                 services: [
@@ -87,6 +109,12 @@ enum NodeBootstrap {
         leave.onFire { Task { await group.triggerGracefulShutdown() } }
         try await group.run()
         logger.info("node stopped")
+    }
+
+    /// How long a starting node with seeds waits to hear from a member before it founds a
+    /// cluster of its own: a few probe periods.
+    static func joinGrace(_ config: NodeConfig) -> Duration {
+        .milliseconds(max(1500, 3 * config.swim.probeIntervalMs))
     }
 
     static func initialRules(config: NodeConfig, logger: Logger) throws -> JSONValue {
@@ -109,13 +137,17 @@ struct NodeLifecycle: Service {
     let store: any JournalStore
     let node: NodeRuntime
     let cluster: ClusterRuntime
+    let owner: ShardOwner
     let logger: Logger
 
     func run() async throws {
         try? await gracefulShutdown()
         node.isServing = false
-        // Leave the cluster (members see `left`, not a death) before the journal is flushed.
+        // Hand the shards over first (applications finish their lender calls, the journal is
+        // flushed), then leave: the members that take them find everything in the journal.
+        await owner.leave()
         await cluster.leave()
+        await owner.stop()
         logger.info("shutting down: flushing the journal")
         await journal.shutdown()
         await store.close()

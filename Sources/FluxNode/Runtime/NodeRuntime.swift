@@ -14,14 +14,19 @@ final class NodeRuntime: Sendable {
     let loans: LoanBook
     let metrics: NodeMetrics
     let shardTable: ShardTable
+    let cluster: ClusterRuntime
+    /// Set once the cluster layer exists (forwarding, shard ownership).
+    let owner = Mutex<ShardOwner?>(nil)
     let now: @Sendable () -> Date
     private let readiness = Mutex(false)
     let startedAt: Date
 
     init(
         config: NodeConfig, journal: JournalAccess, switchboard: Switchboard, rules: RulesBook, lenders: LenderAccess,
-        loans: LoanBook, metrics: NodeMetrics, shardTable: ShardTable, now: @escaping @Sendable () -> Date
+        loans: LoanBook, metrics: NodeMetrics, shardTable: ShardTable, cluster: ClusterRuntime,
+        now: @escaping @Sendable () -> Date
     ) {
+        self.cluster = cluster
         self.config = config
         self.journal = journal
         self.switchboard = switchboard
@@ -41,7 +46,7 @@ final class NodeRuntime: Sendable {
 
     /// 200 once the node serves HTTP, reaches its journal and has founded (or joined) its cluster.
     func isReady() async -> Bool {
-        guard isServing else { return false }
+        guard isServing, owner.withLock({ $0?.hasFounded ?? false }) else { return false }
         return await journal.events.isAvailable
     }
 }
@@ -52,12 +57,13 @@ struct JournalAccess: Sendable {
     let store: any JournalStore
 }
 
-/// The shards this node holds and the epoch it holds each at (single node: all of them).
+/// The shards this node holds and the epoch it holds each at (what the actors write with).
+/// Filled by `ShardOwner` as shards are taken and given up.
 final class ShardTable: Sendable {
     let map: ShardMap
     private let epochs: Mutex<[Int: Int64]>
 
-    init(map: ShardMap, epochs: [Int: Int64]) {
+    init(map: ShardMap, epochs: [Int: Int64] = [:]) {
         self.map = map
         self.epochs = Mutex(epochs)
     }
@@ -65,6 +71,10 @@ final class ShardTable: Sendable {
     func epoch(_ shard: Int) -> Int64? { epochs.withLock { $0[shard] } }
     var owned: [Int] { epochs.withLock { $0.keys.sorted() } }
     var snapshot: [Int: Int64] { epochs.withLock { $0 } }
+    var count: Int { epochs.withLock { $0.count } }
+
+    func hold(_ shard: Int, epoch: Int64) { epochs.withLock { $0[shard] = epoch } }
+    func drop(_ shard: Int) { epochs.withLock { _ = $0.removeValue(forKey: shard) } }
 }
 
 /// Application counters on `/metrics`.
