@@ -88,6 +88,24 @@ struct ShardPlannerTests {
         #expect(Self.acquired(healed) == held)
     }
 
+    @Test func whileOthersAreOnlySuspectTheMinorityTakesNothing() {
+        var n1 = ShardPlanner(me: "n1", shards: 32)
+        Self.complete(&n1, n1.plan(members: [Self.member("n1"), Self.member("n2"), Self.member("n3")]))
+        let held = n1.states.keys.sorted()
+        // Cut off: n2 is already dead, n3 only suspect. n1 keeps what it has but takes none of n2's.
+        let actions = n1.plan(members: [Self.member("n1"), Self.member("n2", .dead), Self.member("n3", .suspect)])
+        #expect(actions.isEmpty)
+        #expect(n1.states.keys.sorted() == held)
+    }
+
+    @Test func aShardLostToANewerEpochIsTakenAgainIfStillOurs() {
+        var n1 = ShardPlanner(me: "n1", shards: 4)
+        Self.complete(&n1, n1.plan(members: [Self.member("n1")]), epoch: 3)
+        n1.lost(shard: 2)
+        #expect(n1.epoch(2) == nil)
+        #expect(n1.plan(members: [Self.member("n1")]) == [.acquire(shard: 2)])
+    }
+
     @Test func theMajorityKeepsAQuorumAndLeftMembersDoNotCount() {
         #expect(ShardPlanner.hasQuorum([Self.member("n1"), Self.member("n2"), Self.member("n3", .dead)]))
         #expect(!ShardPlanner.hasQuorum([Self.member("n1"), Self.member("n2", .dead)]))

@@ -32,6 +32,9 @@ final class ClusterHarness: @unchecked Sendable {
     private(set) var nodes: [String: Node] = [:]
     private var processes: [String: Process] = [:]
     private(set) var seeds: [String] = []
+    private var simulator: Process?
+    /// The simulator's control URL once `startLenders` ran.
+    private(set) var controlURL: String?
 
     /// `swim` is the `[swim]` table's body.
     init(
@@ -164,8 +167,50 @@ final class ClusterHarness: @unchecked Sendable {
         return p.terminationStatus
     }
 
+    /// Starts simulated lenders and writes descriptors and rules for every node (call before
+    /// `start`).
+    func startLenders(_ overrides: [String: [String: JSONValue]] = [:]) async throws {
+        let control = try NodeHarness.prepareLenders(in: dir, lenderOverrides: overrides)
+        let p = try NodeHarness.spawn(
+            ["simulate-lenders", "--config", dir.appendingPathComponent("simulator.json").path],
+            log: dir.appendingPathComponent("sim.log"))
+        simulator = p
+        controlURL = control
+        let deadline = ContinuousClock.now + .seconds(30)
+        while ContinuousClock.now < deadline {
+            guard p.isRunning else { throw HarnessError("the simulator exited early") }
+            if let r = try? await Self.get("\(control)/control", timeout: .seconds(1)), r.status == 200 { return }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw HarnessError("the simulator is not ready")
+    }
+
+    /// `METHOD path` at node `id`'s public port.
+    func request(
+        _ id: String, _ method: String, _ path: String, body: JSONValue? = nil, headers: [(String, String)] = [],
+        admin: Bool = false, timeout: Duration = .seconds(40)
+    ) async throws -> NodeHarness.Reply {
+        guard let node = nodes[id] else { throw HarnessError("no node \(id)") }
+        var r = HTTPClientRequest(url: "http://127.0.0.1:\(admin ? node.admin : node.http)\(path)")
+        r.method = HTTPMethod(rawValue: method)
+        if admin { r.headers.add(name: "Authorization", value: "Bearer \(Self.adminToken)") }
+        for (k, v) in headers { r.headers.add(name: k, value: v) }
+        if let body { r.body = .bytes(ByteBuffer(bytes: Array(body.jsonData()))) }
+        let response = try await HTTPClient.shared.execute(r, timeout: .init(timeout))
+        let bytes = try await response.body.collect(upTo: 16 << 20)
+        return NodeHarness.Reply(
+            status: Int(response.status.code), headers: response.headers.map { ($0.name, $0.value) },
+            body: Array(bytes.readableBytesView))
+    }
+
+    func isRunning(_ id: String) -> Bool { processes[id]?.isRunning ?? false }
+
     func stop() async {
         for id in processes.keys.sorted() { _ = await terminate(id, timeout: .seconds(5)) }
+        if let simulator, simulator.isRunning {
+            kill(simulator.processIdentifier, SIGTERM)
+            simulator.waitUntilExit()
+        }
         try? FileManager.default.removeItem(at: dir)
     }
 

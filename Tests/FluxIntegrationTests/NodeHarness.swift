@@ -42,7 +42,37 @@ final class NodeHarness: @unchecked Sendable {
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("flux-it-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(
             at: dir.appendingPathComponent("lenders"), withIntermediateDirectories: true)
-        let root = Self.repoRoot
+        controlURL = try Self.prepareLenders(
+            in: dir, lenderOverrides: lenderOverrides, descriptorOverrides: descriptorOverrides, rules: rules)
+        httpPort = freePort()
+        adminPort = freePort()
+        nodeConfig = dir.appendingPathComponent("cluster.conf")
+        try """
+        node_id = "it-node"
+        http = "127.0.0.1:\(httpPort)"
+        admin = "127.0.0.1:\(adminPort)"
+        wire = "127.0.0.1:\(freePort())"
+        journal = "\(journal)"
+        lenders_dir = "lenders"
+        rules = "rules.json"
+        \(extraConfig)
+        """.write(to: nodeConfig, atomically: true, encoding: .utf8)
+
+        simulator = try Self.spawn(
+            ["simulate-lenders", "--config", dir.appendingPathComponent("simulator.json").path],
+            log: dir.appendingPathComponent("sim.log"))
+        node = try Self.spawn(["run", "--config", nodeConfig.path], log: dir.appendingPathComponent("node.log"))
+        try await waitReady("\(controlURL)/control", process: simulator)
+        try await waitReady("\(baseURL)/health/ready", process: node)
+    }
+
+    /// Writes into `dir` a simulator configuration on free ports (`simulator.json`), the repo's
+    /// descriptors pointed at it (`lenders/`) and `rules.json`; returns the simulator's control URL.
+    static func prepareLenders(
+        in dir: URL, lenderOverrides: [String: [String: JSONValue]] = [:],
+        descriptorOverrides: [String: [String: JSONValue]] = [:], rules: JSONValue? = nil
+    ) throws -> String {
+        let root = repoRoot
         // Simulator on free ports, descriptors pointed at them.
         var sim = try JSONValue.parse(Data(contentsOf: root.appendingPathComponent("simulator.json")))
         guard case .object(var simObject) = sim, case .array(let lenders) = simObject["lenders"] ?? .null else {
@@ -64,7 +94,6 @@ final class NodeHarness: @unchecked Sendable {
         simObject["control_port"] = .int(Int64(control))
         simObject["seed"] = 42
         sim = .object(simObject)
-        controlURL = "http://127.0.0.1:\(control)/_sim"
         try sim.jsonData().write(to: dir.appendingPathComponent("simulator.json"))
         for file in try FileManager.default.contentsOfDirectory(atPath: root.appendingPathComponent("lenders").path)
         where file.hasSuffix(".json") {
@@ -86,26 +115,7 @@ final class NodeHarness: @unchecked Sendable {
             try FileManager.default.copyItem(
                 at: root.appendingPathComponent("rules.json"), to: dir.appendingPathComponent("rules.json"))
         }
-        httpPort = freePort()
-        adminPort = freePort()
-        nodeConfig = dir.appendingPathComponent("cluster.conf")
-        try """
-        node_id = "it-node"
-        http = "127.0.0.1:\(httpPort)"
-        admin = "127.0.0.1:\(adminPort)"
-        wire = "127.0.0.1:\(freePort())"
-        journal = "\(journal)"
-        lenders_dir = "lenders"
-        rules = "rules.json"
-        \(extraConfig)
-        """.write(to: nodeConfig, atomically: true, encoding: .utf8)
-
-        simulator = try Self.spawn(
-            ["simulate-lenders", "--config", dir.appendingPathComponent("simulator.json").path],
-            log: dir.appendingPathComponent("sim.log"))
-        node = try Self.spawn(["run", "--config", nodeConfig.path], log: dir.appendingPathComponent("node.log"))
-        try await waitReady("\(controlURL)/control", process: simulator)
-        try await waitReady("\(baseURL)/health/ready", process: node)
+        return "http://127.0.0.1:\(control)/_sim"
     }
 
     static func spawn(_ args: [String], log: URL) throws -> Process {

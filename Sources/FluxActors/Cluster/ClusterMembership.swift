@@ -70,6 +70,8 @@ public actor ClusterMembership {
     private var nextSubscriber = 0
     private var started = false
     private var stopped = false
+    /// Fault injection (tests of partitions): frames to and from these members are dropped.
+    private var partitioned: Set<NodeID> = []
 
     public init(
         configuration: ClusterMembershipConfiguration,
@@ -107,8 +109,8 @@ public actor ClusterMembership {
     /// The connection to a member (the same one SWIM uses: one connection per peer), or nil when
     /// the member is unknown, not in the cluster, this node, or there is no cluster secret.
     public func peer(to node: NodeID) -> WirePeer? {
-        guard node != myself, !stopped, let secret = configuration.secret, let m = machine.member(node),
-            m.status.isInCluster
+        guard node != myself, !stopped, !partitioned.contains(node), let secret = configuration.secret,
+            let m = machine.member(node), m.status.isInCluster
         else { return nil }
         return peer(for: m.wire, secret: secret)
     }
@@ -133,6 +135,15 @@ public actor ClusterMembership {
     }
 
     private func unsubscribe(_ id: Int) { subscribers[id] = nil }
+
+    /// Drops every SWIM frame to and from `nodes` from now on (empty: heal). For partition tests
+    /// only; the node exposes it when started with `FLUX_FAULT_INJECTION=1`.
+    public func partition(from nodes: Set<NodeID>) {
+        partitioned = nodes
+        logger.notice("fault injection: dropping frames", metadata: ["nodes": "\(nodes.map(\.rawValue).sorted())"])
+    }
+
+    public func isPartitioned(from node: NodeID) -> Bool { partitioned.contains(node) }
 
     // MARK: - Lifecycle
 
@@ -189,7 +200,7 @@ public actor ClusterMembership {
     /// Frames that do not decode, or that name another sender than the handshake proved, are
     /// dropped with a log line (SWIM treats them as lost).
     public func receive(_ envelope: WireEnvelope, from peer: String) {
-        guard !stopped, !peer.isEmpty else { return }
+        guard !stopped, !peer.isEmpty, !partitioned.contains(NodeID(peer)) else { return }
         let decoded: (message: SWIMMessage, from: NodeID?)
         do {
             decoded = try SWIMWireCodec.decode(envelope)
@@ -232,7 +243,13 @@ public actor ClusterMembership {
         var sends: [Task<Void, Never>] = []
         for d in directives {
             switch d {
-            case .send(let message, _, let wire):
+            case .send(let message, let node, let wire):
+                if let node, partitioned.contains(node) { continue }
+                if !partitioned.isEmpty,
+                    machine.members.contains(where: { $0.wire == wire && partitioned.contains($0.node) })
+                {
+                    continue
+                }
                 if let task = send(message, to: wire) { sends.append(task) }
             case .schedule(let timer, let after):
                 timers[timer]?.cancel()

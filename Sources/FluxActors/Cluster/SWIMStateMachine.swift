@@ -52,6 +52,10 @@ public struct SWIMStateMachine: Sendable {
     /// 0 is reserved for join pings, whose ack carries the full member list.
     private var lastSequence: UInt64 = 0
     private var seeds: [String] = []
+    private var ticks: UInt64 = 0
+    /// Every this many ticks a dead member is pinged (a healed partition or a node that came back
+    /// under the same incarnation finds its way back; Serf's reconnect).
+    static let reconnectTicks: UInt64 = 5
     private var rng: SWIMRandom
     private var now: Duration = .zero
 
@@ -164,6 +168,8 @@ public struct SWIMStateMachine: Sendable {
             if p.indirect { suspect(p.target, &out) }
         }
         if clusterSize == 1, !seeds.isEmpty { out += joinPings() }
+        ticks &+= 1
+        if ticks % Self.reconnectTicks == 0 { out += reconnectPing() }
         guard let target = nextTarget(), let wire = records[target]?.update.wire else { return out }
         let seq = nextSequence()
         probe = Probe(target: target, sequence: seq, indirect: false)
@@ -188,7 +194,9 @@ public struct SWIMStateMachine: Sendable {
         switch message {
         case .ping(let seq, _):
             guard let wire = records[from]?.update.wire else { return out }
-            let updates = piggyback(to: from, fullSync: fullSync)
+            var updates = piggyback(to: from, fullSync: fullSync)
+            // A member this node holds dead is told so, so that it refutes and comes back.
+            if let r = records[from], r.update.status == .dead { updates.append(r.update) }
             out.append(.send(.ack(sequence: seq, target: myself, updates: updates), to: from, wire: wire))
 
         case .pingReq(let seq, let target, let targetWire, _):
@@ -290,6 +298,16 @@ public struct SWIMStateMachine: Sendable {
         lastSequence &+= 1
         if lastSequence == 0 { lastSequence = 1 }
         return lastSequence
+    }
+
+    /// A join ping to one dead member, carrying its dead record: if it is in fact up (the
+    /// partition healed), it refutes with a higher incarnation and its ack brings it back.
+    private mutating func reconnectPing() -> [SWIMDirective] {
+        guard me.status != .left else { return [] }
+        let dead = records.values.filter { $0.update.status == .dead }.map(\.update).sorted { $0.node < $1.node }
+        guard !dead.isEmpty else { return [] }
+        let target = dead[Int.random(in: 0..<dead.count, using: &rng)]
+        return [.send(.ping(sequence: 0, updates: [me, target]), to: target.node, wire: target.wire)]
     }
 
     private mutating func joinPings() -> [SWIMDirective] {

@@ -2,10 +2,12 @@
 /// `ShardOwner` shell carries the decisions to the journal and the actors).
 ///
 /// - Placement is the rendezvous hash of each shard over the alive and suspect members.
-/// - A node acts only with a quorum: more than half of the members it knows that have not left
-///   (alive + suspect + dead) must be alive or suspect. The minority side of a partition sees the
-///   others dead, has no quorum, gives up every shard it holds and takes none, so it never fights
-///   the majority over epochs; the majority takes the minority's shards once it sees them dead.
+/// - A node acts only with a quorum of the members it knows that have not left (alive + suspect +
+///   dead): it keeps its shards while more than half are alive or suspect, and takes new ones only
+///   while more than half are alive (a suspect may be on the other side of a partition). The
+///   minority side of a partition sees the others suspect, then dead: it takes nothing, then gives
+///   up everything, so it never fights the majority over epochs; the majority takes the
+///   minority's shards once it sees them dead.
 /// - A shard this node handed to a member at that member's request is not taken back while that
 ///   member is alive or suspect (views converge a little apart; this prevents ping-pong).
 public struct ShardPlanner: Sendable, Equatable {
@@ -33,11 +35,17 @@ public struct ShardPlanner: Sendable, Equatable {
         self.shards = shards
     }
 
-    /// Strict majority of the known, not-left members are alive or suspect.
+    /// Strict majority of the known, not-left members are alive or suspect (enough to keep shards).
     public static func hasQuorum(_ members: [SWIMMember]) -> Bool {
         let known = members.filter { $0.status != .left }
         let up = known.filter { $0.status.isInCluster }.count
         return up * 2 > known.count
+    }
+
+    /// Strict majority of the known, not-left members are alive (enough to take shards).
+    public static func hasAliveQuorum(_ members: [SWIMMember]) -> Bool {
+        let known = members.filter { $0.status != .left }
+        return known.filter { $0.status == .alive }.count * 2 > known.count
     }
 
     /// The owners this node would act on (nobody without a quorum).
@@ -50,13 +58,14 @@ public struct ShardPlanner: Sendable, Equatable {
     /// after they complete looks at them again.
     public mutating func plan(members: [SWIMMember]) -> [Action] {
         let owners = Self.owners(shards: shards, members: members)
+        let mayTake = Self.hasAliveQuorum(members)
         let inCluster = Set(members.filter { $0.status.isInCluster }.map(\.node))
         handedTo = handedTo.filter { inCluster.contains($0.value) && owners[$0.key] == me }
         var actions: [Action] = []
         for shard in 0..<shards {
             let mine = owners[shard] == me && handedTo[shard] == nil
             switch (states[shard], mine) {
-            case (nil, true):
+            case (nil, true) where mayTake:
                 states[shard] = .acquiring
                 actions.append(.acquire(shard: shard))
             case (.held, false):
@@ -101,6 +110,12 @@ public struct ShardPlanner: Sendable, Equatable {
 
     public mutating func acquireFailed(shard: Int) {
         if states[shard] == .acquiring { states[shard] = nil }
+    }
+
+    /// The journal shows that another node took `shard` (a newer epoch): this node no longer
+    /// holds it; the next plan takes it again (a newer epoch still) if it is still ours.
+    public mutating func lost(shard: Int) {
+        if case .held = states[shard] { states[shard] = nil }
     }
 
     public mutating func released(shard: Int) {

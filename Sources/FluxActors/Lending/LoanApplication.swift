@@ -238,6 +238,10 @@ public actor LoanApplication {
                     let ready = appendWaiters.filter { $0.seq <= appendedSeq }
                     appendWaiters.removeAll { $0.seq <= appendedSeq }
                     for w in ready { w.continuation.resume() }
+                } catch JournalError.refused(_, let why) {
+                    // Another writer owns the stream now (its shard moved): this actor is done.
+                    stop(reason: "journal refused the stream: \(why)")
+                    break
                 } catch {
                     // Back-pressure or an unavailable database: these events are already decided,
                     // so they wait for the journal rather than being dropped.

@@ -65,6 +65,16 @@ enum AdminAPI {
         admin.get("shards") { _, _ in
             JSONResponse.make(.ok, try await ClusterAdmin.shards(cluster, node: node))
         }
+        if ProcessInfo.processInfo.environment["FLUX_FAULT_INJECTION"] == "1" {
+            // Partition tests: `{"drop": ["n2", "n3"]}` drops every frame to and from those nodes.
+            admin.put("faults") { request, _ in
+                var request = request
+                let body = try await request.jsonObject()
+                let drop = Set((body["drop"]?.arrayValue ?? []).compactMap(\.stringValue).map { NodeID($0) })
+                await cluster.membership.partition(from: drop)
+                return JSONResponse.make(.ok, .object(["drop": .array(drop.map { .string($0.rawValue) })]))
+            }
+        }
         admin.post("leave") { _, _ in
             onLeave()
             return JSONResponse.make(.accepted, .object(["status": "leaving"]))

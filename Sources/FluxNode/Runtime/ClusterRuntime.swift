@@ -73,6 +73,9 @@ final class ClusterRuntime: Sendable {
                         await membership.receive(request, from: peer)
                         return nil
                     }
+                    if await membership.isPartitioned(from: NodeID(peer)) {
+                        return .errorReply(code: "partitioned", message: "fault injection drops this peer's frames")
+                    }
                     guard let h = self?.handlers.withLock({ $0 }) else {
                         return .errorReply(code: "starting", message: "this node is starting")
                     }

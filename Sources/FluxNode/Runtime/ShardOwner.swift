@@ -88,6 +88,7 @@ actor ShardOwner {
                 while !Task.isCancelled {
                     try? await Task.sleep(for: .seconds(1))
                     guard let self else { return }
+                    await self.checkFencing()
                     await self.replan()
                 }
             })
@@ -210,6 +211,26 @@ actor ShardOwner {
                 "handed_over_by": "\(byPrevious.keys.map(\.rawValue).sorted().joined(separator: ","))",
                 "ms": "\((ContinuousClock.now - started).milliseconds)",
             ])
+    }
+
+    /// A shard whose journal epoch moved past ours was taken by another node (it saw this one
+    /// dead, or a partition): this node stops acting for it at once. Its actors would be refused
+    /// at their next append anyway; the next plan takes the shard again if it is still ours.
+    private func checkFencing() async {
+        guard !leaving, !planning, cluster.isClustered else { return }
+        let held = table.snapshot
+        guard !held.isEmpty, let rows = try? await journal.shardOwnerships() else { return }
+        let lost = rows.filter { o in held[o.shard].map { o.epoch > $0 || o.owner != me.rawValue } ?? false }.map(
+            \.shard)
+        guard !lost.isEmpty, !planning, !leaving else { return }
+        planning = true
+        defer { planning = false }
+        for s in lost { table.drop(s) }
+        await switchboard.release(shards: Set(lost))
+        for s in lost { planner.lost(shard: s) }
+        heldGauge.record(table.count)
+        logger.warning(
+            "shards taken by another node (newer epoch in the journal)", metadata: ["count": "\(lost.count)"])
     }
 
     /// Another member asks for `shards` (they are its in its view).
