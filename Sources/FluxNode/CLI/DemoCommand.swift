@@ -2,18 +2,23 @@ import ArgumentParser
 import FluxActors
 import Foundation
 import Logging
+import Synchronization
 
-/// `flux-node demo`: simulated lenders, a node, a stream of checkouts with a live table, and a
-/// summary that checks every application ended and no customer got two loans.
+/// `flux-node demo` (CONTRACT §1): a 3-node cluster on loopback with simulated lenders, a stream
+/// of checkouts spread over the nodes with a live table, one node killed with SIGKILL mid-run,
+/// and a summary that checks every application ended and no customer got two loans.
 struct DemoCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "demo", abstract: "Run simulated lenders and a node, send checkouts, show what happens.")
+        commandName: "demo",
+        abstract: "Run simulated lenders and a 3-node cluster, send checkouts, kill a node, show what happens.")
 
     @Option(help: "Folder with simulator.json, rules.json and lenders/ (default: the current folder).")
     var examples: String = "."
     @Option(help: "Number of checkouts to send.") var checkouts: Int = 60
     @Option(help: "Checkouts per second.") var rate: Double = 10
     @Option(help: "Random seed of the checkout stream.") var seed: UInt64 = 7
+    @Option(help: "Nodes in the cluster.") var nodes: Int = 3
+    @Flag(help: "Do not kill a node mid-run.") var noKill = false
 
     func run() async throws {
         let logger = Logs.bootstrap(label: "flux.demo")
@@ -39,27 +44,42 @@ struct DemoCommand: AsyncParsableCommand {
             let simConfig = try SimulatorConfig.load(path: base.appendingPathComponent("simulator.json").path)
             try await waitUntilReady("http://\(simConfig.host):\(simConfig.controlPort)/_sim/control", child: sim)
 
-            let http = Ports.free()
-            let admin = Ports.free()
-            let conf = work.appendingPathComponent("node.conf")
-            let toml = """
-                node_id = "demo-1"
-                http = "127.0.0.1:\(http)"
-                admin = "127.0.0.1:\(admin)"
-                wire = "127.0.0.1:\(Ports.free())"
-                journal = "sqlite:\(work.appendingPathComponent("journal.db").path)"
-                lenders_dir = "\(base.appendingPathComponent("lenders").path)"
-                rules = "\(base.appendingPathComponent("rules.json").path)"
-                """
-            try toml.write(to: conf, atomically: true, encoding: .utf8)
-            let node = try ChildProcess(
-                name: "flux node", arguments: ["run", "--config", conf.path],
-                logURL: work.appendingPathComponent("node.log"), environment: ["LOG_LEVEL": "warning"])
-            children.append(node)
-            try await waitUntilReady("http://127.0.0.1:\(http)/health/ready", child: node)
+            // Three nodes on loopback sharing one embedded journal; n1 is everyone's seed.
+            let secret = "demo-cluster-secret-\(UInt64.random(in: 0..<UInt64.max))"
+            var cluster: [DemoNode] = []
+            let firstWire = Ports.free()
+            for i in 1...max(1, nodes) {
+                let id = "n\(i)"
+                let node = DemoNode(
+                    id: id, http: Ports.free(), admin: Ports.free(), wire: i == 1 ? firstWire : Ports.free())
+                let toml = """
+                    node_id = "\(id)"
+                    http = "127.0.0.1:\(node.http)"
+                    admin = "127.0.0.1:\(node.admin)"
+                    wire = "127.0.0.1:\(node.wire)"
+                    seeds = ["127.0.0.1:\(firstWire)"]
+                    cluster_secret = "\(secret)"
+                    journal = "sqlite:\(work.appendingPathComponent("journal.db").path)"
+                    lenders_dir = "\(base.appendingPathComponent("lenders").path)"
+                    rules = "\(base.appendingPathComponent("rules.json").path)"
+                    """
+                let conf = work.appendingPathComponent("\(id).conf")
+                try toml.write(to: conf, atomically: true, encoding: .utf8)
+                let child = try ChildProcess(
+                    name: "flux node \(id)", arguments: ["run", "--config", conf.path],
+                    logURL: work.appendingPathComponent("\(id).log"), environment: ["LOG_LEVEL": "warning"])
+                children.append(child)
+                try await waitUntilReady("\(node.url)/health/ready", child: child)
+                cluster.append(node.with(child))
+            }
+            try await waitForMembers(cluster)
+            print("cluster: \(cluster.map { "\($0.id) http://127.0.0.1:\($0.http)" }.joined(separator: ", "))")
 
-            let sent = try await stream(to: "http://127.0.0.1:\(http)")
-            let ok = try await summarize(sent, node: "http://127.0.0.1:\(http)", simulator: simConfig)
+            let victim = cluster.count >= 3 && !noKill ? cluster.last : nil
+            let sent = try await stream(to: cluster, kill: victim)
+            let survivor = cluster[0]
+            let ok = try await summarize(
+                sent, node: survivor.url, simulator: simConfig, cluster: cluster, killed: victim)
             await cleanup(children)
             if !ok { throw ExitCode(1) }
         } catch {
@@ -76,30 +96,64 @@ struct DemoCommand: AsyncParsableCommand {
         var latencyMs: Double
         var amountPaise: Int64
         var loanID: String?
+        var route: String
+        var retried: Bool
     }
 
-    private func stream(to node: String) async throws -> [Outcome] {
+    /// Which nodes are up, shared by the checkout tasks (the victim goes down mid-run).
+    final class Alive: Sendable {
+        private let down = Mutex<Set<String>>([])
+        func kill(_ id: String) { down.withLock { _ = $0.insert(id) } }
+        func isUp(_ id: String) -> Bool { !down.withLock { $0.contains(id) } }
+    }
+
+    private func stream(to cluster: [DemoNode], kill victim: DemoNode?) async throws -> [Outcome] {
         var generator = CheckoutBodyGenerator(
             seed: seed, runID: "demo\(seed)x\(Int(Date().timeIntervalSince1970) % 100000)")
         let interval = Duration.milliseconds(Int64(1000 / max(rate, 0.1)))
         let tty = isatty(1) == 1
+        let alive = Alive()
         print("")
-        print(Self.row(["#", "APPLICATION", "AMOUNT ₹", "TENURE", "LENDERS TRIED", "OUTCOME", "LATENCY"]))
-        print(String(repeating: "─", count: 118))
+        print(Self.row(["#", "APPLICATION", "AMOUNT ₹", "TENURE", "NODE", "LENDERS TRIED", "OUTCOME", "LATENCY"]))
+        print(String(repeating: "─", count: 130))
         return await withTaskGroup(of: Outcome?.self) { group in
             for n in 1...checkouts {
+                if let victim, n == checkouts / 2 {
+                    _ = await victim.child?.stop(signal: SIGKILL, timeout: .seconds(5))
+                    alive.kill(victim.id)
+                    let banner = "✖ \(victim.id) killed with SIGKILL — its shards fail over to the others"
+                    print(tty ? "\u{1B}[1;31m\(banner)\u{1B}[0m" : banner)
+                }
                 let checkout = generator.next()
+                let entryIndex = n % cluster.count
                 group.addTask {
                     let started = ContinuousClock.now
-                    guard
-                        let (status, body) = try? await SimpleHTTP.send(
-                            "POST", "\(node)/v1/applications", body: Array(checkout.body),
-                            headers: [("Idempotency-Key", checkout.idempotencyKey), ("Prefer", "wait=20")]),
-                        let view = try? JSONValue.parse(body)
-                    else { return nil }
+                    // A store app retries a failed request with the same Idempotency-Key at another
+                    // node: the key makes it the same application.
+                    var reply: (status: Int, body: [UInt8], servedBy: String?)?
+                    var entry = cluster[entryIndex]
+                    var retried = false
+                    for attempt in 0..<cluster.count {
+                        entry = cluster[(entryIndex + attempt) % cluster.count]
+                        guard alive.isUp(entry.id) else {
+                            retried = true
+                            continue
+                        }
+                        if let r = try? await SimpleHTTP.sendWithHeaders(
+                            "POST", "\(entry.url)/v1/applications", body: Array(checkout.body),
+                            headers: [("Idempotency-Key", checkout.idempotencyKey), ("Prefer", "wait=25")],
+                            timeout: .seconds(40))
+                        {
+                            reply = (r.status, r.body, r.headers.first { $0.0.lowercased() == "flux-node" }?.1)
+                            break
+                        }
+                        retried = true
+                    }
+                    guard let reply, let view = try? JSONValue.parse(reply.body) else { return nil }
+                    let elapsed = ContinuousClock.now - started
                     let latency =
-                        Double((ContinuousClock.now - started).components.attoseconds / 1_000_000_000_000_000)
-                        + Double((ContinuousClock.now - started).components.seconds) * 1000
+                        Double(elapsed.components.attoseconds / 1_000_000_000_000_000)
+                        + Double(elapsed.components.seconds) * 1000
                     let attempts = view["attempts"]?.arrayValue ?? []
                     let tried = attempts.map { a -> String in
                         let lender = a["lender_id"]?.stringValue ?? "?"
@@ -114,11 +168,13 @@ struct DemoCommand: AsyncParsableCommand {
                         }
                         return lender + mark
                     }.joined(separator: " → ")
+                    let served = reply.servedBy ?? "?"
                     let outcome = Outcome(
                         id: view["id"]?.stringValue ?? "?",
-                        status: status >= 400 ? "http \(status)" : view["status"]?.stringValue ?? "?",
+                        status: reply.status >= 400 ? "http \(reply.status)" : view["status"]?.stringValue ?? "?",
                         lenders: tried.isEmpty ? "(none eligible)" : tried, latencyMs: latency,
-                        amountPaise: checkout.amountPaise, loanID: view["loan_id"]?.stringValue)
+                        amountPaise: checkout.amountPaise, loanID: view["loan_id"]?.stringValue,
+                        route: served == entry.id ? served : "\(entry.id)→\(served)", retried: retried)
                     var statusText = outcome.status
                     if tty {
                         let color =
@@ -133,7 +189,8 @@ struct DemoCommand: AsyncParsableCommand {
                     print(
                         Self.row([
                             "\(n)", outcome.id, Self.rupees(checkout.amountPaise), "\(checkout.tenureMonths)m",
-                            outcome.lenders, statusText, String(format: "%6.0f ms", latency),
+                            outcome.route + (retried ? " (retry)" : ""), outcome.lenders, statusText,
+                            String(format: "%6.0f ms", latency),
                         ]))
                     return outcome
                 }
@@ -145,7 +202,24 @@ struct DemoCommand: AsyncParsableCommand {
         }
     }
 
-    private func summarize(_ outcomes: [Outcome], node: String, simulator: SimulatorConfig) async throws -> Bool {
+    /// Waits until the first node sees every node alive.
+    private func waitForMembers(_ cluster: [DemoNode]) async throws {
+        let deadline = ContinuousClock.now + .seconds(30)
+        while ContinuousClock.now < deadline {
+            if let (status, body) = try? await SimpleHTTP.get("\(cluster[0].adminURL)/cluster/members"), status == 200,
+                let list = try? JSONValue.parse(body).arrayValue,
+                list.filter({ $0["status"]?.stringValue == "alive" }).count == cluster.count
+            {
+                return
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw DemoError("the nodes did not form one cluster within 30 s")
+    }
+
+    private func summarize(
+        _ outcomes: [Outcome], node: String, simulator: SimulatorConfig, cluster: [DemoNode], killed: DemoNode?
+    ) async throws -> Bool {
         print(String(repeating: "─", count: 118))
         var byStatus: [String: Int] = [:]
         for o in outcomes { byStatus[o.status, default: 0] += 1 }
@@ -162,6 +236,20 @@ struct DemoCommand: AsyncParsableCommand {
             String(
                 format: "  latency      p50 %.0f ms   p99 %.0f ms   max %.0f ms", pct(50), pct(99), latencies.last ?? 0)
         )
+        let forwarded = outcomes.filter { $0.route.contains("→") }.count
+        let retried = outcomes.filter(\.retried).count
+        print("  forwarded    \(forwarded) served by another node than the one asked (Flux-Node)")
+        if let killed {
+            print("  retried      \(retried) re-sent with the same Idempotency-Key after \(killed.id) died")
+        }
+        if let (status, body) = try? await SimpleHTTP.get("\(cluster[0].adminURL)/cluster/members"), status == 200,
+            let list = try? JSONValue.parse(body).arrayValue
+        {
+            let text = list.map {
+                "\($0["node_id"]?.stringValue ?? "?") \($0["status"]?.stringValue ?? "?") (\($0["shards"]?.intValue ?? 0) shards)"
+            }
+            print("  members      \(text.joined(separator: ", "))")
+        }
 
         // Every application must be terminal, every disbursed one must have its loan, and no
         // lender may hold two live loans for one application.
@@ -212,11 +300,26 @@ struct DemoCommand: AsyncParsableCommand {
     }
 
     static func row(_ cells: [String]) -> String {
-        let widths = [4, 30, 12, 7, 40, 11, 10]
+        let widths = [4, 30, 12, 7, 16, 36, 11, 10]
         return zip(cells, widths).map { c, w in
             c.count >= w ? c + " " : c.padding(toLength: w, withPad: " ", startingAt: 0)
         }
         .joined(separator: " ")
+    }
+
+    struct DemoNode: Sendable {
+        var id: String
+        var http: Int
+        var admin: Int
+        var wire: Int
+        var child: ChildProcess?
+        var url: String { "http://127.0.0.1:\(http)" }
+        var adminURL: String { "http://127.0.0.1:\(admin)" }
+        func with(_ child: ChildProcess) -> DemoNode {
+            var copy = self
+            copy.child = child
+            return copy
+        }
     }
 
     static func rupees(_ paise: Int64) -> String {

@@ -15,6 +15,14 @@ enum SimpleHTTP {
     static func send(
         _ method: String, _ url: String, body: [UInt8]?, headers: [(String, String)], timeout: Duration = .seconds(35)
     ) async throws -> (Int, [UInt8]) {
+        let r = try await sendWithHeaders(method, url, body: body, headers: headers, timeout: timeout)
+        return (r.status, r.body)
+    }
+
+    /// `send`, with the response headers.
+    static func sendWithHeaders(
+        _ method: String, _ url: String, body: [UInt8]?, headers: [(String, String)], timeout: Duration = .seconds(35)
+    ) async throws -> (status: Int, headers: [(String, String)], body: [UInt8]) {
         var request = HTTPClientRequest(url: url)
         request.method = HTTPMethod(rawValue: method)
         for (k, v) in headers { request.headers.add(name: k, value: v) }
@@ -24,6 +32,8 @@ enum SimpleHTTP {
         }
         let response = try await HTTPClient.shared.execute(request, timeout: .init(timeout))
         let bytes = try await response.body.collect(upTo: 8 << 20)
-        return (Int(response.status.code), Array(bytes.readableBytesView))
+        return (
+            Int(response.status.code), response.headers.map { ($0.name, $0.value) }, Array(bytes.readableBytesView)
+        )
     }
 }

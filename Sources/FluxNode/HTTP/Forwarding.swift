@@ -11,8 +11,11 @@ import NIOEmbedded
 /// is sent to that node over FluxWire (`WireForward`) and answered with the owner's reply; the
 /// `Flux-Node` header names the node that served it. Docs/cluster.md, "Forwarding".
 enum Forwarding {
-    /// Set on a forwarded request: the owner serves it or says 503, never forwards it again.
+    /// Set on a forwarded request: the nodes it went through, comma-separated. A node passes a
+    /// request on only to a node not in the list, and at most `maxHops` times (views of
+    /// membership converge a moment apart: a node that just gave a shard away knows its taker).
     static let forwardedBy = HTTPField.Name("Flux-Forwarded-By")!
+    static let maxHops = 2
     static let fluxNode = HTTPField.Name("Flux-Node")!
     /// `Prefer: wait` holds a reply up to 30 s; the hop allows for that.
     static let timeout = Duration.seconds(35)
@@ -43,6 +46,12 @@ enum Forwarding {
         }
     }
 
+    static func hops(_ request: Request) -> [String] {
+        (request.headers[forwardedBy] ?? "").split(separator: ",").map {
+            $0.trimmingCharacters(in: .whitespaces)
+        }.filter { !$0.isEmpty }
+    }
+
     static func wireRequest(_ request: Request, body: ByteBuffer?, from me: String) -> WireForward {
         var headers: [WireHeader] = []
         for field in request.headers {
@@ -51,7 +60,8 @@ enum Forwarding {
             default: headers.append(WireHeader(name: field.name.canonicalName, value: field.value))
             }
         }
-        headers.append(WireHeader(name: forwardedBy.canonicalName, value: me))
+        headers.append(
+            WireHeader(name: forwardedBy.canonicalName, value: (hops(request) + [me]).joined(separator: ",")))
         return WireForward(
             method: request.method.rawValue, path: request.uri.description, headers: headers,
             body: body.map { Array($0.readableBytesView) } ?? [])
@@ -93,12 +103,13 @@ struct ForwardingMiddleware: RouterMiddleware {
             return try await next(request, context)
         }
         let shard = node.shardTable.map.shard(for: key)
-        let forwarded = request.headers[Forwarding.forwardedBy] != nil
+        let hops = Forwarding.hops(request)
+        let forwarded = hops.count >= Forwarding.maxHops
         // A request whose owner cannot be reached is tried again while the cluster notices (the
         // routed calls are idempotent: keyed POSTs, cancels, If-Match writes, reads).
         let deadline = ContinuousClock.now + .seconds(8)
         while true {
-            switch await owner.route(shard, forwarded: forwarded) {
+            switch await owner.route(shard, forwarded: forwarded, avoiding: Set(hops)) {
             case .local:
                 return try await next(request, context)
             case .unavailable(let why):

@@ -255,16 +255,20 @@ actor ShardOwner {
     // MARK: - Routing
 
     /// Where a request for `shard` is served. A shard held here is served here; otherwise the
-    /// request goes to the owner in this node's view (one hop: a request that was already
-    /// forwarded is never forwarded again). While a shard is moving the answer waits (at most
+    /// request goes to the owner in this node's view, never back to a node it came through, and
+    /// after `Forwarding.maxHops` hops it is not passed on again. While a shard is moving the answer waits (at most
     /// `wait`) for the move to finish.
-    nonisolated func route(_ shard: Int, forwarded: Bool, wait: Duration = .seconds(5)) async -> Route {
+    nonisolated func route(
+        _ shard: Int, forwarded: Bool, avoiding: Set<String> = [], wait: Duration = .seconds(5)
+    ) async -> Route {
         let deadline = ContinuousClock.now + wait
         while true {
             if table.epoch(shard) != nil { return .local }
             if !forwarded {
-                if let to = handed.withLock({ $0[shard] }) { return .forward(to) }
-                if let owner = owners.withLock({ $0.indices.contains(shard) ? $0[shard] : nil }), owner != me {
+                if let to = handed.withLock({ $0[shard] }), !avoiding.contains(to.rawValue) { return .forward(to) }
+                if let owner = owners.withLock({ $0.indices.contains(shard) ? $0[shard] : nil }), owner != me,
+                    !avoiding.contains(owner.rawValue)
+                {
                     return .forward(owner)
                 }
             }
