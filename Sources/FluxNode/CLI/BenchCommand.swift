@@ -12,8 +12,8 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "Folder with simulator.json, rules.json and lenders/.") var examples: String = "."
     @Option(help: "Offered checkouts per second for the end-to-end run.") var rate: Double = 2000
     @Option(help: "Seconds of end-to-end load.") var duration: Double = 20
-    @Option(help: "Which parts to run: rules, connector, journal, checkouts (comma-separated).")
-    var only: String = "rules,connector,journal,checkouts"
+    @Option(help: "Which parts to run: rules, connector, journal, checkouts, wire, cluster (comma-separated).")
+    var only: String = "rules,connector,journal,checkouts,wire,cluster"
 
     func run() async throws {
         let logger = Logs.bootstrap(label: "flux.bench")
@@ -51,6 +51,8 @@ struct BenchCommand: AsyncParsableCommand {
         if parts.contains("checkouts") {
             try await checkouts(logger: logger)
         }
+        if parts.contains("wire") { try await ClusterBench.wire() }
+        if parts.contains("cluster") { try await ClusterBench.cluster(examples: examples, logger: logger) }
     }
 
     /// Simulated lenders with no latency, one node, open-loop load at `rate`.
