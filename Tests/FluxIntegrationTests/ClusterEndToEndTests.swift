@@ -8,8 +8,10 @@ import Testing
     static let ids = ["n1", "n2", "n3"]
     static let terminal: Set<String> = ["disbursed", "declined", "failed", "cancelled"]
 
-    static func cluster(latencyMs: Int = 150, faults: Bool = false) async throws -> ClusterHarness {
-        let h = try ClusterHarness()
+    static func cluster(latencyMs: Int = 150, faults: Bool = false, journal: String? = nil) async throws
+        -> ClusterHarness
+    {
+        let h = try journal.map { try ClusterHarness(journal: $0) } ?? ClusterHarness()
         var overrides: [String: [String: JSONValue]] = [:]
         for lender in ["abfl", "tata", "hero", "piramal"] {
             overrides[lender] = ["latency_ms": .int(Int64(latencyMs)), "jitter_ms": 20]
@@ -148,6 +150,27 @@ import Testing
             let shards = try await h.adminGet("n1", "/cluster/shards").json?.arrayValue ?? []
             #expect(shards.count == 64)
             #expect(shards.allSatisfy { ["n1", "n2"].contains($0["owner"]?.stringValue ?? "") })
+        }
+    }
+
+    @Test(
+        "PostgreSQL journal: kill -9 of a node mid-burst, survivors finish everything, nobody lends twice",
+        .enabled(if: ProcessInfo.processInfo.environment["FLUX_TEST_POSTGRES"] != nil))
+    func failoverOnPostgres() async throws {
+        let h = try await Self.cluster(latencyMs: 200, journal: try freshPostgresDatabase())
+        try await ClusterMembershipEndToEndTests.using(h) { h in
+            var accepted: [String] = []
+            for i in 0..<24 {
+                let r = try await Self.post(h, at: Self.ids[i % 3], customer: "pg-\(i)", key: "pg-\(i)")
+                if r.status == 201, let id = r.json?["id"]?.stringValue { accepted.append(id) }
+            }
+            #expect(accepted.count == 24)
+            h.kill9("n2")
+            let open = try await Self.settle(h, accepted, at: "n3")
+            #expect(open.isEmpty, "not terminal after failover: \(open)\n\(h.log("n3"))")
+            try await Self.expectNoDoubleLoans(h)
+            let shards = try await h.adminGet("n1", "/cluster/shards").json?.arrayValue ?? []
+            #expect(shards.allSatisfy { ["n1", "n3"].contains($0["owner"]?.stringValue ?? "") })
         }
     }
 

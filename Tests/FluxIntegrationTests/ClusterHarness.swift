@@ -29,6 +29,8 @@ final class ClusterHarness: @unchecked Sendable {
     let dir: URL
     let secret: String
     let swim: String
+    /// `journal` of every node: one SQLite file in the harness folder, or a PostgreSQL conninfo.
+    let journal: String
     private(set) var nodes: [String: Node] = [:]
     private var processes: [String: Process] = [:]
     private(set) var seeds: [String] = []
@@ -39,8 +41,9 @@ final class ClusterHarness: @unchecked Sendable {
     /// `swim` is the `[swim]` table's body.
     init(
         secret: String = "a-shared-cluster-secret",
-        swim: String = "probe_interval_ms = 200\nping_timeout_ms = 100"
+        swim: String = "probe_interval_ms = 200\nping_timeout_ms = 100", journal: String = "sqlite:journal.db"
     ) throws {
+        self.journal = journal
         dir = FileManager.default.temporaryDirectory.appendingPathComponent(
             "flux-cluster-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(
@@ -76,7 +79,7 @@ final class ClusterHarness: @unchecked Sendable {
         \(node.secret.map { "cluster_secret = \"\($0)\"" } ?? "")
         admin_token = "\(Self.adminToken)"
         shards = 64
-        journal = "sqlite:journal.db"
+        journal = "\(journal)"
         lenders_dir = "lenders"
         rules = "rules.json"
 
