@@ -18,6 +18,8 @@ public actor WirePeer {
     private let configuration: WireConfiguration
     private let group: any EventLoopGroup
     private let logger: Logger
+    /// Told when an established connection closes (the peer died, or the network broke).
+    private let onDisconnect: (@Sendable () -> Void)?
 
     private var channel: (any Channel)?
     private var connecting: Task<(any Channel, String), any Error>?
@@ -35,8 +37,10 @@ public actor WirePeer {
         expectedPeerID: String? = nil,
         configuration: WireConfiguration = .init(),
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-        logger: Logger = Logger(label: "flux.wire.peer")
+        logger: Logger = Logger(label: "flux.wire.peer"),
+        onDisconnect: (@Sendable () -> Void)? = nil
     ) {
+        self.onDisconnect = onDisconnect
         self.host = host
         self.port = port
         self.localNodeID = localNodeID
@@ -135,6 +139,7 @@ public actor WirePeer {
             }
             self.channel = channel
             self.peerNodeID = peer
+            if let onDisconnect { channel.closeFuture.whenComplete { _ in onDisconnect() } }
             backoff.succeeded()
             notBefore = nil
             return channel

@@ -250,7 +250,7 @@ public actor ClusterMembership {
                 {
                     continue
                 }
-                if let task = send(message, to: wire) { sends.append(task) }
+                if let task = send(message, to: node, wire: wire) { sends.append(task) }
             case .schedule(let timer, let after):
                 timers[timer]?.cancel()
                 timers[timer] = Task { [weak self] in
@@ -281,18 +281,30 @@ public actor ClusterMembership {
         return sends
     }
 
-    private func send(_ message: SWIMMessage, to wire: String) -> Task<Void, Never>? {
+    private func send(_ message: SWIMMessage, to node: NodeID?, wire: String) -> Task<Void, Never>? {
         guard let secret = configuration.secret, let peer = peer(for: wire, secret: secret) else { return nil }
         let envelope = SWIMWireCodec.encode(message, from: myself, incarnation: machine.incarnation)
         let logger = self.logger
-        return Task {
+        return Task { [weak self] in
             do throws(WireError) {
                 try await peer.tell(envelope)
             } catch {
-                // SWIM copes with loss; a dead peer fails fast while its connection backs off.
+                // SWIM copes with loss; a dead peer fails fast while its connection backs off, and
+                // a ping that could not be sent has failed now, not at its timeout.
                 logger.trace("SWIM send failed", metadata: ["wire": "\(wire)", "reason": "\(error.reason)"])
+                await self?.sendFailed(message, to: node)
             }
         }
+    }
+
+    private func sendFailed(_ message: SWIMMessage, to node: NodeID?) {
+        guard !stopped else { return }
+        _ = perform(machine.sendFailed(message, to: node, now: now()))
+    }
+
+    private func connectionLost(_ wire: String) {
+        guard !stopped, let m = machine.members.first(where: { $0.wire == wire && $0.node != myself }) else { return }
+        _ = perform(machine.connectionLost(to: m.node, now: now()))
     }
 
     private func peer(for wire: String, secret: [UInt8]) -> WirePeer? {
@@ -304,7 +316,11 @@ public actor ClusterMembership {
         // Bounded: one peer per known member or seed address; dead and left ones are closed.
         let p = WirePeer(
             host: host, port: port, localNodeID: myself.rawValue, secret: secret,
-            configuration: configuration.wireConfiguration, group: group, logger: logger)
+            configuration: configuration.wireConfiguration, group: group, logger: logger,
+            onDisconnect: { [weak self] in
+                guard let self else { return }
+                Task { await self.connectionLost(wire) }
+            })
         peers[wire] = p
         return p
     }

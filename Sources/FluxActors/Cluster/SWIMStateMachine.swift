@@ -27,7 +27,12 @@ public struct SWIMStateMachine: Sendable {
         var target: NodeID
         var sequence: UInt64
         var indirect: Bool
+        /// Helpers asked in the indirect phase, and how many answered that they cannot reach it.
+        var helpers = 0
+        var nacks = 0
     }
+    /// A member to probe out of turn at the next opportunity (its connection was lost).
+    private var urgent: NodeID?
 
     private struct Relay: Sendable {
         var origin: NodeID
@@ -229,10 +234,18 @@ public struct SWIMStateMachine: Sendable {
                 }
             }
 
-        case .nack:
-            // Proves the helper is alive; Lifeguard's local-health multiplier (not implemented)
-            // would count missing nacks.
-            break
+        case .nack(let seq, let target, _):
+            // Proves the helper is alive (Lifeguard's local-health multiplier, not implemented,
+            // would count missing nacks). When every helper says it cannot reach the target
+            // either, the indirect probe has failed: no need to wait for its timeout.
+            if var p = probe, p.sequence == seq, p.target == target, p.indirect {
+                p.nacks += 1
+                probe = p
+                if p.nacks >= p.helpers {
+                    probe = nil
+                    suspect(target, &out)
+                }
+            }
         }
         return out
     }
@@ -258,6 +271,13 @@ public struct SWIMStateMachine: Sendable {
             return u
         }
         var out: [SWIMDirective] = []
+        probe?.helpers = min(settings.indirectProbes, helpers.count)
+        if helpers.isEmpty {
+            // Nobody to ask: the direct failure stands.
+            probe = nil
+            suspect(p.target, &out)
+            return out
+        }
         for i in 0..<min(settings.indirectProbes, helpers.count) {
             helpers.swapAt(i, Int.random(in: i..<helpers.count, using: &rng))
             let h = helpers[i]
@@ -277,6 +297,37 @@ public struct SWIMStateMachine: Sendable {
         var out: [SWIMDirective] = []
         suspect(p.target, &out)
         return out
+    }
+
+    /// The connection to `node` was lost (its process died, or the network broke): probe it now
+    /// rather than at its turn in the round robin. The usual SWIM rules still decide (direct,
+    /// then indirect probe, then suspicion), only sooner.
+    public mutating func connectionLost(to node: NodeID, now: Duration) -> [SWIMDirective] {
+        advance(to: now)
+        guard node != myself, me.status != .left, records[node]?.update.status == .alive,
+            let wire = records[node]?.update.wire
+        else { return [] }
+        if let p = probe {
+            if p.target != node { urgent = node }
+            return []
+        }
+        let seq = nextSequence()
+        probe = Probe(target: node, sequence: seq, indirect: false)
+        return [
+            .send(.ping(sequence: seq, updates: piggyback(to: node)), to: node, wire: wire),
+            .schedule(.pingTimeout(sequence: seq), after: settings.pingTimeout),
+        ]
+    }
+
+    /// A message could not even be sent (connection refused or reset): for a ping, that is the
+    /// ping's failure, known now instead of at its timeout. As a relay for another node's
+    /// indirect probe, this node then answers with a nack at once.
+    public mutating func sendFailed(_ message: SWIMMessage, to node: NodeID?, now: Duration) -> [SWIMDirective] {
+        advance(to: now)
+        guard case .ping(let seq, _) = message else { return [] }
+        if let p = probe, p.sequence == seq, !p.indirect { return pingTimedOut(sequence: seq, now: now) }
+        if relays[seq] != nil { return pingTimedOut(sequence: seq, now: now) }
+        return []
     }
 
     /// A suspicion timer fired; the member is declared dead if its (possibly shortened)
@@ -439,6 +490,10 @@ public struct SWIMStateMachine: Sendable {
 
     /// SWIM 4.3: round-robin over a list reshuffled after each full pass.
     private mutating func nextTarget() -> NodeID? {
+        if let u = urgent {
+            urgent = nil
+            if records[u]?.update.status.isInCluster == true { return u }
+        }
         var skipped = 0
         while skipped <= probeOrder.count {
             if probeIndex >= probeOrder.count {
