@@ -30,6 +30,8 @@ public struct SWIMStateMachine: Sendable {
         /// Helpers asked in the indirect phase, and how many answered that they cannot reach it.
         var helpers = 0
         var nacks = 0
+        /// The direct ping could not even be sent (connection refused or reset).
+        var unreachable = false
     }
     /// A member to probe out of turn at the next opportunity (its connection was lost).
     private var urgent: NodeID?
@@ -241,7 +243,8 @@ public struct SWIMStateMachine: Sendable {
             if var p = probe, p.sequence == seq, p.target == target, p.indirect {
                 p.nacks += 1
                 probe = p
-                if p.nacks >= p.helpers {
+                // Only when the direct ping failed hard too: a nack alone may precede a late ack.
+                if p.unreachable, p.nacks >= p.helpers {
                     probe = nil
                     suspect(target, &out)
                 }
@@ -272,8 +275,8 @@ public struct SWIMStateMachine: Sendable {
         }
         var out: [SWIMDirective] = []
         probe?.helpers = min(settings.indirectProbes, helpers.count)
-        if helpers.isEmpty {
-            // Nobody to ask: the direct failure stands.
+        if helpers.isEmpty, p.unreachable {
+            // Nobody to ask and the target cannot be connected to: the direct failure stands.
             probe = nil
             suspect(p.target, &out)
             return out
@@ -325,7 +328,11 @@ public struct SWIMStateMachine: Sendable {
     public mutating func sendFailed(_ message: SWIMMessage, to node: NodeID?, now: Duration) -> [SWIMDirective] {
         advance(to: now)
         guard case .ping(let seq, _) = message else { return [] }
-        if let p = probe, p.sequence == seq, !p.indirect { return pingTimedOut(sequence: seq, now: now) }
+        if var p = probe, p.sequence == seq, !p.indirect {
+            p.unreachable = true
+            probe = p
+            return pingTimedOut(sequence: seq, now: now)
+        }
         if relays[seq] != nil { return pingTimedOut(sequence: seq, now: now) }
         return []
     }
@@ -381,7 +388,14 @@ public struct SWIMStateMachine: Sendable {
             if u.status == .suspect { confirm(u.node, by: u.suspectedBy, &out) }
             return
         }
-        guard u.supersedes(known) else { return }
+        guard u.supersedes(known) else {
+            // The sender holds older news (say "suspect" about a member we know left): our newer
+            // record goes out again, so the sender learns it even after its gossip budget was spent.
+            if known.supersedes(u) {
+                gossip[u.node] = max(gossip[u.node] ?? 0, settings.gossipTransmissions(members: clusterSize))
+            }
+            return
+        }
         set(u, previous: current, &out)
     }
 
