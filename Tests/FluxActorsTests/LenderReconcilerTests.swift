@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import Testing
 
 @testable import FluxActors
@@ -169,5 +170,165 @@ import Testing
         clock.advance(ms: 5_000)
         await r.runDue()
         #expect(await r.stats()["tata"]?.flagged == 1)
+    }
+}
+
+/// The watch list in the journal: it survives a restart (a new `Reconciler` on the same journal)
+/// and is brought back per shard.
+@Suite struct LenderReconcilerJournalTests {
+    static let quiet = Logger(label: "flux.reconciler.test", factory: { _ in SwiftLogNoOpLogHandler() })
+
+    func policy() -> ReconcilerPolicy {
+        var p = ReconcilerPolicy()
+        p.firstCheckAfter = .seconds(5)
+        p.watchFor = .seconds(300)
+        return p
+    }
+
+    func context(_ app: String, lender: String = "hero") -> LenderCallContext {
+        var c = LenderFixtures.context()
+        c.applicationID = app
+        c.idempotencyKey = "\(app).\(lender)"
+        return c
+    }
+
+    /// A journal on a fresh SQLite file, a wall clock the test moves, and the shard of every
+    /// application: the number after "app-" modulo 4.
+    struct Fixture {
+        let journal: EventJournal
+        let wall = LenderTestLock<Date>(Date(timeIntervalSince1970: 1_767_225_600))
+        let epochs = LenderTestLock<[Int: Int64]>([0: 7, 1: 7, 2: 7, 3: 7])
+
+        var persistence: ReconcilerJournal {
+            let wall = self.wall
+            let epochs = self.epochs
+            return ReconcilerJournal(
+                journal: journal, shard: { id in (Int(id.split(separator: "-").last ?? "") ?? 0) % 4 },
+                epoch: { s in epochs.withLock { $0[s] } }, now: { wall.withLock { $0 } })
+        }
+
+        func reconciler(_ gateway: any LenderGateway, _ clock: TestClock, policy: ReconcilerPolicy) -> Reconciler {
+            Reconciler(
+                gateway: gateway, policy: policy, clock: clock.lenderClock, journal: persistence,
+                logger: LenderReconcilerJournalTests.quiet)
+        }
+    }
+
+    func withFixture(_ body: (Fixture) async throws -> Void) async throws {
+        try await withJournalStore(.sqlite) { store in
+            let journal = EventJournal(store: store.store, flushInterval: .milliseconds(1), logger: Self.quiet)
+            await journal.start()
+            try await body(Fixture(journal: journal))
+            await journal.shutdown()
+        }
+    }
+
+    @Test func aWatchIsJournalledInItsApplicationsShardAndRecoveredAfterARestart() async throws {
+        try await withFixture { f in
+            let clock = TestClock()
+            let before = f.reconciler(LenderReconcilerTests.Gateway(hasCancel: true), clock, policy: policy())
+            await before.watch(lenderID: "hero", context: context("app-6"))
+            await before.watch(lenderID: "hero", context: context("app-6"))  // once
+            let events = try await f.journal.read(stream: "reconcile/app-6.hero")
+            #expect(events.count == 1)
+            #expect(events.first?.type == "ReconcileWatchStarted")
+            #expect(events.first?.shard == 2)
+            #expect(events.first?.writerEpoch == 7)
+            #expect(events.first?.closesStream == false)
+            #expect(try await f.journal.openStreams(shards: [2], prefix: "reconcile/") == ["reconcile/app-6.hero"])
+
+            // The node restarts: a new reconciler on the same journal. Other shards bring back nothing.
+            let g = LenderReconcilerTests.Gateway(hasCancel: true)
+            g.statuses.withLock { $0 = [.approved(reference: "L-6", annualRateBps: 1500)] }
+            let after = f.reconciler(g, clock, policy: policy())
+            #expect(try await after.recover(shards: [0, 1, 3]) == 0)
+            #expect(await after.watchedCount == 0)
+            #expect(try await after.recover(shards: [2]) == 1)
+            #expect(try await after.recover(shards: [2]) == 1)  // again: still one watch
+            #expect(await after.watchedCount == 1)
+            #expect(await after.stats()["hero"]?.watching == 1)
+            clock.advance(ms: 5_000)
+            await after.runDue()
+            // The recovered context carries the checkout, and the late approval was cancelled.
+            #expect(g.cancels.withLock { $0 } == ["L-6"])
+            #expect(await after.stats()["hero"]?.cancelled == 1)
+            try await f.journal.flush()
+            let closed = try await f.journal.read(stream: "reconcile/app-6.hero")
+            #expect(closed.map(\.type) == ["ReconcileWatchStarted", "ReconcileWatchEnded"])
+            #expect(closed.last?.closesStream == true)
+            #expect(closed.last?.data.contains(#""outcome":"cancelled""#) == true)
+            #expect(closed.last?.data.contains("L-6") == true)
+            #expect(try await f.journal.openStreams(shards: [2], prefix: "reconcile/") == [])
+
+            // A third life recovers nothing, and the same reference given up again is not watched.
+            let third = f.reconciler(g, clock, policy: policy())
+            #expect(try await third.recover(shards: [0, 1, 2, 3]) == 0)
+            await third.watch(lenderID: "hero", context: context("app-6"))
+            #expect(await third.watchedCount == 0)
+        }
+    }
+
+    @Test func aRecoveredWatchKeepsItsDeadline() async throws {
+        try await withFixture { f in
+            let clock = TestClock()
+            let g = LenderReconcilerTests.Gateway(hasCancel: true)
+            let before = f.reconciler(g, clock, policy: policy())
+            await before.watch(lenderID: "hero", context: context("app-1"))
+            await before.watch(lenderID: "tata", context: context("app-5", lender: "tata"))
+            // 298 of its 300 s pass while the node is down.
+            f.wall.withLock { $0 = $0.addingTimeInterval(298) }
+            let after = f.reconciler(g, clock, policy: policy())
+            #expect(try await after.recover(shards: [1]) == 2)
+            clock.advance(ms: 5_000)
+            await after.runDue()
+            #expect(await after.stats()["hero"]?.checks == 0)  // expired without asking the lender
+            #expect(await after.watchedCount == 0)
+            #expect(await after.stats()["hero"]?.expired == 1)
+            try await f.journal.flush()
+            let ended = try await f.journal.read(stream: "reconcile/app-5.tata")
+            #expect(ended.last?.data.contains(#""outcome":"expired""#) == true)
+            #expect(try await f.journal.openStreams(shards: [1], prefix: "reconcile/") == [])
+        }
+    }
+
+    @Test func releasedShardsAreForgottenAndLeftOpenForTheirNewOwner() async throws {
+        try await withFixture { f in
+            let clock = TestClock()
+            let g = LenderReconcilerTests.Gateway(hasCancel: false)
+            let r = f.reconciler(g, clock, policy: policy())
+            await r.watch(lenderID: "hero", context: context("app-2"))
+            await r.watch(lenderID: "hero", context: context("app-3"))
+            await r.release(shards: [2])
+            #expect(await r.watchedCount == 1)
+            #expect(await r.stats()["hero"]?.watching == 1)
+            try await f.journal.flush()
+            #expect(try await f.journal.openStreams(shards: [2, 3], prefix: "reconcile/").count == 2)
+            // Flagged (no cancel operation): the stream closes with that outcome.
+            g.statuses.withLock { $0 = [.approved(reference: "L-3", annualRateBps: 1)] }
+            clock.advance(ms: 5_000)
+            await r.runDue()
+            #expect(await r.stats()["hero"]?.flagged == 1)
+            try await f.journal.flush()
+            #expect(try await f.journal.openStreams(shards: [2, 3], prefix: "reconcile/") == ["reconcile/app-2.hero"])
+            let flagged = try await f.journal.read(stream: "reconcile/app-3.hero")
+            #expect(flagged.last?.data.contains(#""outcome":"flagged""#) == true)
+        }
+    }
+
+    @Test func watchEventsRoundTrip() throws {
+        let started = WatchEvent.started(
+            .init(
+                lenderID: "hero", applicationID: "app-1", idempotencyKey: "app-1.hero", lenderReference: nil,
+                applicationCreatedAt: Date(timeIntervalSince1970: 1_767_225_600), request: LenderFixtures.checkoutJSON,
+                startedAt: Date(timeIntervalSince1970: 1_767_225_700)))
+        #expect(try WatchEvent.decode(type: started.typeName, data: started.encodedData()) == started)
+        let ended = WatchEvent.ended(
+            .init(
+                lenderID: "hero", outcome: .flagged, reason: "no cancel", lenderReference: "L-1",
+                at: Date(timeIntervalSince1970: 1_767_225_800)))
+        #expect(try WatchEvent.decode(type: ended.typeName, data: ended.encodedData()) == ended)
+        #expect(ended.closesStream && !started.closesStream)
+        #expect(throws: ReconcilerError.self) { try WatchEvent.decode(type: "Nope", data: "{}") }
+        #expect(throws: ReconcilerError.self) { try WatchEvent.decode(type: "ReconcileWatchEnded", data: "{") }
     }
 }

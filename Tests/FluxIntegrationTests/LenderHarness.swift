@@ -17,7 +17,7 @@ final class LenderHarness: @unchecked Sendable {
     let dir: URL
     let lendersDir: URL
     let simulator: Process
-    let node: Process
+    private(set) var node: Process
     let httpPort: Int
     let controlURL: String
     /// Base URL of every simulated lender, by id.
@@ -157,6 +157,17 @@ final class LenderHarness: @unchecked Sendable {
         return .object(o)
     }
 
+    /// Kills the node (SIGKILL: nothing is flushed on the way out) and starts it again on the same
+    /// configuration and journal; returns when it is ready.
+    func restartNode() async throws {
+        kill(node.processIdentifier, SIGKILL)
+        node.waitUntilExit()
+        node = try NodeHarness.spawn(
+            ["run", "--config", dir.appendingPathComponent("cluster.conf").path],
+            log: dir.appendingPathComponent("node-2.log"))
+        try await waitReady("\(baseURL)/health/ready", process: node)
+    }
+
     func waitReady(_ url: String, process: Process, timeout: Duration = .seconds(60)) async throws {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
@@ -168,7 +179,9 @@ final class LenderHarness: @unchecked Sendable {
     }
 
     func logs() -> String {
-        let node = (try? String(contentsOf: dir.appendingPathComponent("node.log"), encoding: .utf8)) ?? ""
+        let node = ["node.log", "node-2.log"].map {
+            (try? String(contentsOf: dir.appendingPathComponent($0), encoding: .utf8)) ?? ""
+        }.joined(separator: "\n--- restarted ---\n")
         let sim = (try? String(contentsOf: dir.appendingPathComponent("sim.log"), encoding: .utf8)) ?? ""
         return "node:\n" + String(node.suffix(3000)) + "\nsimulator:\n" + String(sim.suffix(1000))
     }

@@ -230,6 +230,141 @@ struct LenderIntegrationTests {
         await h.stop()  // also on the way out: a detached stop may not run before the process exits
     }
 
+    // MARK: Late approvals (the reconciler)
+
+    /// hero ranks first and answers `apply` only after the caller's timeout (ghost mode), and its
+    /// `status` says `not_found` to the first `hidden` inquiries of each reference: the waterfall
+    /// gives up on it after two and abfl lends. `cancel: false` drops hero's `cancel` operation.
+    static func lateApproval(hidden: Int, cancel: Bool = true) async throws -> LenderHarness {
+        var hero: [String: JSONValue] = ["timeout_ms": 400]
+        if !cancel {
+            let original = try JSONValue.parse(
+                Data(contentsOf: LenderHarness.repoRoot.appendingPathComponent("lenders/hero.json")))
+            guard case .object(var operations)? = original["operations"] else {
+                throw HarnessError("lenders/hero.json has no operations")
+            }
+            operations["cancel"] = nil
+            hero["operations"] = .object(operations)
+        }
+        return try await LenderHarness(
+            lenderOverrides: [
+                "hero": [
+                    "ghost_mode": true, "ghost_delay_ms": 1500, "ghost_rate": 1.0,
+                    "status_not_found_first": .int(Int64(hidden)),
+                ]
+            ],
+            descriptorOverrides: ["hero": hero],
+            rules: Self.rules([Self.rule("hero", priority: 50, []), Self.rule("abfl", priority: 10, [])]))
+    }
+
+    /// The simulator's record of `reference` at `lender`.
+    static func simLoan(_ h: LenderHarness, _ lender: String, _ reference: String) async throws -> JSONValue? {
+        let report = try await h.request("GET", "\(h.controlURL)/loans?lender=\(lender)").json
+        let rows = report?["lenders"]?.arrayValue?.first?["loans"]?.arrayValue ?? []
+        return rows.first { $0["reference"] == .string(reference) }
+    }
+
+    /// Checks out one application and expects the waterfall to have given up on hero and
+    /// disbursed with abfl. Returns the application id.
+    func checkoutGivingUpOnHero(_ h: LenderHarness, _ key: String) async throws -> String {
+        let view = try await h.checkout(key, customer: key)
+        #expect(view["status"] == "disbursed", "\(view)\n\(h.logs())")
+        #expect(view["lender_id"] == "abfl")
+        let first = view["attempts"]?.arrayValue?.first
+        #expect(first?["lender_id"] == "hero")
+        #expect(first?["outcome"] != "ghost_recovered" && first?["outcome"] != "approved", "\(view)")
+        return try #require(view["id"]?.stringValue)
+    }
+
+    /// The application ends disbursed with abfl, and abfl holds the only live loan for it.
+    func expectOneLiveLoanAtAbfl(_ h: LenderHarness, _ id: String) async throws {
+        let view = try await h.get("/v1/applications/\(id)").json
+        #expect(view?["status"] == "disbursed")
+        #expect(view?["lender_id"] == "abfl")
+        let loanID = try #require(view?["loan_id"]?.stringValue)
+        #expect(try await h.get("/v1/loans/\(loanID)").json?["lender_id"] == "abfl")
+        let abfl = try await Self.simLoan(h, "abfl", id)
+        #expect(abfl?["state"] == "disbursed")
+        #expect(abfl?["apply_calls"] == 1)
+    }
+
+    @Test("late approval: the waterfall moves on, the reconciler finds hero's approval and cancels it")
+    func lateApprovalIsCancelled() async throws {
+        let h = try await Self.lateApproval(hidden: 2)
+        defer { Task { await h.stop() } }
+        let id = try await checkoutGivingUpOnHero(h, "late-1")
+        // The reconciler's first check comes 5 s after the give-up: the third inquiry finds it.
+        try await eventually(timeout: .seconds(30)) {
+            try await Self.simLoan(h, "hero", id)?["cancel_calls"] == 1
+        }
+        let hero = try await Self.simLoan(h, "hero", id)
+        #expect(hero?["state"] == "cancelled", "\(String(describing: hero))\n\(h.logs())")
+        #expect(hero?["apply_calls"] == 1)
+        #expect(hero?["status_calls"] == 3)
+        try await expectOneLiveLoanAtAbfl(h, id)
+        let report = try await h.request("GET", "\(h.controlURL)/loans").json
+        #expect(report?["live_at_several_lenders"]?.arrayValue?.isEmpty == true)
+
+        let stats = try await h.lender("hero")?["stats"]
+        #expect(stats?["orphan_approvals"] == 1)
+        #expect(stats?["orphans_cancelled"] == 1)
+        #expect(stats?["orphans_flagged"] == 0)
+        #expect(stats?["reconciling"] == 0)
+        let metrics = String(decoding: try await h.get("/metrics").body, as: UTF8.self)
+        #expect(metrics.contains(#"flux_orphan_approvals_total{lender="hero",result="cancelled"} 1"#))
+        await h.stop()  // also on the way out: a detached stop may not run before the process exits
+    }
+
+    @Test("late approval at a lender without cancel: flagged for operators (stats, metric, log)")
+    func lateApprovalWithoutCancelIsFlagged() async throws {
+        let h = try await Self.lateApproval(hidden: 2, cancel: false)
+        defer { Task { await h.stop() } }
+        #expect(try await h.lender("hero")?["descriptor"]?["operations"]?["cancel"] == nil)
+        let id = try await checkoutGivingUpOnHero(h, "flag-1")
+        try await eventually(timeout: .seconds(30)) {
+            try await h.lender("hero")?["stats"]?["orphans_flagged"] == 1
+        }
+        let stats = try await h.lender("hero")?["stats"]
+        #expect(stats?["orphan_approvals"] == 1)
+        #expect(stats?["orphans_cancelled"] == 0)
+        #expect(stats?["reconciling"] == 0)
+        let metrics = String(decoding: try await h.get("/metrics").body, as: UTF8.self)
+        #expect(metrics.contains(#"flux_orphan_approvals_total{lender="hero",result="flagged"} 1"#))
+        #expect(h.logs().contains("ORPHAN APPROVAL"))
+        // Nothing was cancelled: hero still holds its approval, which is what operators must undo.
+        let hero = try await Self.simLoan(h, "hero", id)
+        #expect(hero?["cancel_calls"] == 0)
+        #expect(hero?["state"] == "approved")
+        try await expectOneLiveLoanAtAbfl(h, id)
+        await h.stop()  // also on the way out: a detached stop may not run before the process exits
+    }
+
+    @Test("the watch survives a restart: killed between give-up and late approval, the new node still cancels")
+    func lateApprovalAfterARestart() async throws {
+        // hero hides the loan until the test says otherwise.
+        let h = try await Self.lateApproval(hidden: 1_000_000)
+        defer { Task { await h.stop() } }
+        let id = try await checkoutGivingUpOnHero(h, "restart-1")
+        try await eventually { try await h.lender("hero")?["stats"]?["reconciling"] == 1 }
+
+        try await h.restartNode()
+        try await eventually { try await h.lender("hero")?["stats"]?["reconciling"] == 1 }
+        #expect(try await Self.simLoan(h, "hero", id)?["cancel_calls"] == 0)
+
+        try await h.simControl(["lender": "hero", "status_not_found_first": 0])
+        try await eventually(timeout: .seconds(30)) {
+            try await Self.simLoan(h, "hero", id)?["cancel_calls"] == 1
+        }
+        #expect(try await Self.simLoan(h, "hero", id)?["state"] == "cancelled", "\(h.logs())")
+        let stats = try await h.lender("hero")?["stats"]
+        #expect(stats?["orphans_cancelled"] == 1)
+        #expect(stats?["reconciling"] == 0)
+        try await expectOneLiveLoanAtAbfl(h, id)
+        let report = try await h.request("GET", "\(h.controlURL)/loans").json
+        #expect(report?["live_at_several_lenders"]?.arrayValue?.isEmpty == true)
+        await h.stop()  // also on the way out: a detached stop may not run before the process exits
+    }
+
     func eventually(timeout: Duration = .seconds(10), _ condition: () async throws -> Bool) async throws {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {

@@ -104,6 +104,23 @@ import Testing
         #expect(b.cancel(loanID: "nope") == .notFound)
     }
 
+    @Test func inquiriesAreCountedAndTheFirstKHidden() {
+        var b = book(SimulatedLendingRules())
+        #expect(b.inquire(reference: "x", hidingFirst: 2) == nil)  // unknown: not counted anywhere
+        let l = b.apply(input("x"), now: now).loan
+        #expect(b.inquire(reference: "x", hidingFirst: 2) == nil)
+        #expect(b.inquire(reference: "x", hidingFirst: 2) == nil)
+        let third = b.inquire(reference: "x", hidingFirst: 2)
+        #expect(third?.loanID == l.loanID && third?.statusCalls == 3)
+        // K may change between inquiries (the control endpoint): the count is the loan's own.
+        #expect(b.inquire(reference: "x", hidingFirst: 10) == nil)
+        #expect(b.inquire(reference: "x", hidingFirst: 0)?.statusCalls == 5)
+        _ = b.cancel(loanID: l.loanID)
+        _ = b.cancel(loanID: l.loanID)
+        #expect(b.status(reference: "x")?.cancelCalls == 2)
+        #expect(b.status(reference: "x")?.state == .cancelled)
+    }
+
     @Test func statusByReference() {
         var b = book(SimulatedLendingRules())
         #expect(b.status(reference: "x") == nil)

@@ -367,6 +367,50 @@ func simApplyBody(_ shape: LenderAPIShape, ref: String, score: Int = 780, amount
         await sim.stop()
     }
 
+    @Test func lateApprovalHidesTheFirstInquiriesThenCountsCancels() async throws {
+        let sim = try await RunningSimulator.start()
+        let control = try await simCall(
+            .POST, sim.control + "/_sim/control",
+            json: .object(["lender": .string("hero"), "status_not_found_first": .int(2)]))
+        #expect(control.status == 200)
+        #expect(control.json?.value(at: "lenders.hero.status_not_found_first") == .int(2))
+        #expect(control.json?.value(at: "lenders.abfl.status_not_found_first") == .int(0))
+        let bad = try await simCall(
+            .POST, sim.control + "/_sim/control",
+            json: .object(["lender": .string("hero"), "status_not_found_first": .int(-1)]))
+        #expect(bad.status == 422)
+
+        let headers = try await heroToken(sim)
+        let base = sim.urls["hero"]!
+        let applied = try await simCall(
+            .POST, base + "/v2/loans", json: simApplyBody(.hero, ref: "late-1"), headers: headers)
+        #expect(applied.json?.value(at: "status") == .string("APPROVED"))
+        var codes: [Int] = []
+        for _ in 0..<3 {
+            codes.append(try await simCall(.GET, base + "/v2/loans/by-ref/late-1", headers: headers).status)
+        }
+        #expect(codes == [404, 404, 200])
+        guard case .string(let loanID)? = applied.json?.value(at: "loan_id") else {
+            Issue.record("no loan id")
+            await sim.stop()
+            return
+        }
+        let cancel = try await simCall(.POST, base + "/v2/loans/\(loanID)/cancel", headers: headers)
+        #expect(cancel.status == 200)
+        let loans = try await simCall(.GET, sim.control + "/_sim/loans?lender=hero")
+        guard case .array(let lenders) = loans.json?.value(at: "lenders"),
+            case .array(let rows)? = lenders.first?.value(at: "loans"), let row = rows.first
+        else {
+            Issue.record("no loans report")
+            await sim.stop()
+            return
+        }
+        #expect(row.value(at: "status_calls") == .int(3))
+        #expect(row.value(at: "cancel_calls") == .int(1))
+        #expect(row.value(at: "state") == .string("cancelled"))
+        await sim.stop()
+    }
+
     @Test func outage503RecordsNothingAndRefuseClosesThePort() async throws {
         let sim = try await RunningSimulator.start()
         let abfl = sim.urls["abfl"]!

@@ -284,3 +284,12 @@ struct JSONReader {
         }
     }
 }
+
+extension JSONValue {
+    /// Compact JSON text with sorted keys, written without `JSONEncoder` (`JSONWriter`).
+    public func compactJSONBytes() -> [UInt8] { JSONWriter.bytes(self) }
+
+    /// Parses one JSON value with the strict, bounded parser of lender replies (`JSONReader`);
+    /// nil when the bytes are not exactly one JSON value.
+    public static func parseCompact(_ bytes: [UInt8]) -> JSONValue? { JSONReader.parse(bytes) }
+}

@@ -23,11 +23,15 @@ public struct ReconcilerPolicy: Sendable, Equatable {
 }
 
 /// The pure core of the reconciler: the references being watched, when each is next due, and
-/// what each `status` / `cancel` answer means. Time is a nanosecond count passed in.
+/// what each `status` / `cancel` answer means. Time is a nanosecond count passed in. A watch
+/// that ends (declined, cancelled, flagged, expired) is also put in `ended` for the shell to
+/// journal (`takeEnded()`).
 public struct ReconciliationBook: Sendable {
     public struct Watch: Sendable, Equatable {
         public var lenderID: String
         public var context: LenderCallContext
+        /// The shard of the watched application (where its watch stream lives).
+        public var shard: Int
         public var checks = 0
         public var cancelTries = 0
         var nextAt: UInt64
@@ -46,6 +50,25 @@ public struct ReconciliationBook: Sendable {
         case flag(String)
         /// The lender's `cancel` worked.
         case cancelled
+    }
+
+    /// How a watch ended.
+    public enum Outcome: String, Sendable, Equatable, Codable {
+        /// The lender said it declined the application: nothing was lent.
+        case declined
+        /// The lender approved late and its `cancel` undid it.
+        case cancelled
+        /// The lender approved late and it could not be cancelled: raised to operators.
+        case flagged
+        /// Watched for `watchFor` without an answer.
+        case expired
+    }
+
+    public struct Ended: Sendable, Equatable {
+        public var key: String
+        public var watch: Watch
+        public var outcome: Outcome
+        public var reason: String?
     }
 
     public struct Stats: Sendable, Equatable {
@@ -74,6 +97,8 @@ public struct ReconciliationBook: Sendable {
     public let policy: ReconcilerPolicy
     public private(set) var watches: [String: Watch] = [:]
     public private(set) var stats: [String: Stats] = [:]
+    /// Watches that ended since the last `takeEnded()`, oldest first.
+    public private(set) var ended: [Ended] = []
 
     public init(policy: ReconcilerPolicy) { self.policy = policy }
 
@@ -83,14 +108,18 @@ public struct ReconciliationBook: Sendable {
     }
 
     /// Starts watching one (lender, application) reference; a second watch of the same one is a
-    /// no-op. Returns false when the book is full.
-    public mutating func watch(lenderID: String, context: LenderCallContext, now: UInt64) -> Bool {
+    /// no-op. `remaining` shortens the watch (a watch recovered from the journal keeps its
+    /// original deadline). Returns false when the book is full.
+    public mutating func watch(
+        lenderID: String, context: LenderCallContext, shard: Int = 0, now: UInt64, remaining: Duration? = nil
+    ) -> Bool {
         let key = context.idempotencyKey
         if watches[key] != nil { return true }
         guard watches.count < policy.maxWatched else { return false }
+        let life = min(Self.nanos(policy.watchFor), remaining.map(Self.nanos) ?? .max)
         watches[key] = Watch(
-            lenderID: lenderID, context: context, nextAt: now &+ Self.nanos(policy.firstCheckAfter),
-            deadline: now &+ Self.nanos(policy.watchFor))
+            lenderID: lenderID, context: context, shard: shard, nextAt: now &+ Self.nanos(policy.firstCheckAfter),
+            deadline: now &+ life)
         stats[lenderID, default: Stats()].watching += 1
         return true
     }
@@ -101,7 +130,7 @@ public struct ReconciliationBook: Sendable {
         var out: [Watch] = []
         for (key, w) in watches where !w.inFlight && w.nextAt <= now {
             if now >= w.deadline {
-                drop(key, w.lenderID)
+                end(key, .expired, "watched for \(policy.watchFor) without an answer")
                 stats[w.lenderID, default: Stats()].expired += 1
                 continue
             }
@@ -114,9 +143,31 @@ public struct ReconciliationBook: Sendable {
     /// The earliest time a watch falls due (nil: nothing watched).
     public var nextDue: UInt64? { watches.values.filter { !$0.inFlight }.map(\.nextAt).min() }
 
-    private mutating func drop(_ key: String, _ lender: String) {
-        watches[key] = nil
-        stats[lender, default: Stats()].watching -= 1
+    /// The ended watches, for the shell to journal; clears the list.
+    public mutating func takeEnded() -> [Ended] {
+        defer { ended = [] }
+        return ended
+    }
+
+    /// Stops watching without an outcome (this node no longer owns the application's shard, or
+    /// the journal shows the watch already ended). Nothing goes to `ended`.
+    public mutating func forget(key: String) {
+        guard let w = watches.removeValue(forKey: key) else { return }
+        stats[w.lenderID, default: Stats()].watching -= 1
+    }
+
+    /// `forget` for every watch of these shards. Returns the keys forgotten.
+    @discardableResult
+    public mutating func forget(shards: Set<Int>) -> [String] {
+        let keys = watches.filter { shards.contains($0.value.shard) }.map(\.key).sorted()
+        for key in keys { forget(key: key) }
+        return keys
+    }
+
+    private mutating func end(_ key: String, _ outcome: Outcome, _ reason: String?) {
+        guard let w = watches.removeValue(forKey: key) else { return }
+        stats[w.lenderID, default: Stats()].watching -= 1
+        ended.append(Ended(key: key, watch: w, outcome: outcome, reason: reason))
     }
 
     private mutating func reschedule(_ key: String, now: UInt64) {
@@ -145,7 +196,7 @@ public struct ReconciliationBook: Sendable {
             watches[key]?.context = context
             return .cancel(context)
         case .rejected(let reason):
-            drop(key, w.lenderID)
+            end(key, .declined, reason)
             return .settled("the lender declined it: \(reason)")
         case .notFound, .pending, .unknown:
             reschedule(key, now: now)
@@ -158,24 +209,127 @@ public struct ReconciliationBook: Sendable {
         guard let w = watches[key] else { return .settled("not watched") }
         switch answer {
         case .cancelled?:
-            drop(key, w.lenderID)
+            end(key, .cancelled, nil)
             stats[w.lenderID, default: Stats()].cancelled += 1
             return .cancelled
         case nil:
-            drop(key, w.lenderID)
+            let why = "the lender's descriptor has no cancel operation"
+            end(key, .flagged, why)
             stats[w.lenderID, default: Stats()].flagged += 1
-            return .flag("the lender's descriptor has no cancel operation")
+            return .flag(why)
         case .failed(let reason)?:
             watches[key]?.cancelTries += 1
             if w.cancelTries + 1 >= policy.cancelAttempts {
-                drop(key, w.lenderID)
+                let why = "cancel failed \(policy.cancelAttempts) times: \(reason)"
+                end(key, .flagged, why)
                 stats[w.lenderID, default: Stats()].flagged += 1
-                return .flag("cancel failed \(policy.cancelAttempts) times: \(reason)")
+                return .flag(why)
             }
             reschedule(key, now: now)
             return .recheck
         }
     }
+}
+
+/// Where the reconciler journals its watch list, so that a restart or a failover does not
+/// forget a reference the waterfall gave up on. Each watch is a stream
+/// `reconcile/<applicationID>.<lenderID>` in the application's shard: `WatchStarted` (seq 1),
+/// then `WatchEnded` (seq 2, closes the stream). `EventJournal.openStreams` lists the watches a
+/// new owner of the shard brings back (`Reconciler.recover(shards:)`).
+public struct ReconcilerJournal: Sendable {
+    public var journal: EventJournal
+    /// The shard of an application, as the caller places it (the watch lives in the same shard).
+    public var shard: @Sendable (_ applicationID: String) -> Int
+    /// The writer epoch this node holds for a shard (`nil`: not ours).
+    public var epoch: @Sendable (Int) -> Int64?
+    /// Wall time (UTC), for the events' `at` and a recovered watch's remaining time.
+    public var now: @Sendable () -> Date
+
+    public init(
+        journal: EventJournal, shard: @escaping @Sendable (String) -> Int,
+        epoch: @escaping @Sendable (Int) -> Int64?, now: @escaping @Sendable () -> Date
+    ) {
+        self.journal = journal
+        self.shard = shard
+        self.epoch = epoch
+        self.now = now
+    }
+
+    public static let streamPrefix = "reconcile/"
+
+    public static func streamName(applicationID: String, lenderID: String) -> String {
+        "\(streamPrefix)\(applicationID).\(lenderID)"
+    }
+}
+
+/// The events of a watch stream.
+public enum WatchEvent: Sendable, Equatable {
+    case started(Started)
+    case ended(Ended)
+
+    public struct Started: Sendable, Equatable, Codable {
+        public var lenderID: String
+        public var applicationID: String
+        public var idempotencyKey: String
+        public var lenderReference: String?
+        public var applicationCreatedAt: Date
+        /// The checkout as received (the lender's `status` and `cancel` templates read it).
+        public var request: JSONValue
+        public var startedAt: Date
+    }
+
+    public struct Ended: Sendable, Equatable, Codable {
+        public var lenderID: String
+        public var outcome: ReconciliationBook.Outcome
+        public var reason: String?
+        /// The loan id the lender reported with its late approval, if it did.
+        public var lenderReference: String?
+        public var at: Date
+    }
+
+    public var typeName: String {
+        switch self {
+        case .started: "ReconcileWatchStarted"
+        case .ended: "ReconcileWatchEnded"
+        }
+    }
+
+    public var closesStream: Bool {
+        if case .ended = self { return true }
+        return false
+    }
+
+    public func encodedData() -> String {
+        let data: Data?
+        switch self {
+        case .started(let p): data = try? ApplicationEvent.encoder.encode(p)
+        case .ended(let p): data = try? ApplicationEvent.encoder.encode(p)
+        }
+        // Plain structs of strings, dates and JSON values: encoding cannot fail.
+        return String(decoding: data ?? Data("{}".utf8), as: UTF8.self)
+    }
+
+    public static func decode(type: String, data: String) throws(ReconcilerError) -> WatchEvent {
+        do {
+            switch type {
+            case "ReconcileWatchStarted":
+                return .started(try ApplicationEvent.decoder.decode(Started.self, from: Data(data.utf8)))
+            case "ReconcileWatchEnded":
+                return .ended(try ApplicationEvent.decoder.decode(Ended.self, from: Data(data.utf8)))
+            default:
+                throw ReconcilerError.corrupt("unknown watch event type \(type)")
+            }
+        } catch let e as ReconcilerError {
+            throw e
+        } catch {
+            throw .corrupt("cannot decode \(type): \(error)")
+        }
+    }
+}
+
+public enum ReconcilerError: Error, Sendable, Equatable {
+    case journalUnavailable(String)
+    case corrupt(String)
 }
 
 /// Keeps asking lenders about references the waterfall gave up on after `status` said
@@ -184,33 +338,141 @@ public struct ReconciliationBook: Sendable {
 /// failing) it raises the loan to operators: `flux_orphan_approvals_total{lender,result}`, an
 /// error log line, and the counts in `GET /v1/lenders` stats.
 ///
-/// The watch list lives in memory on this node (not journalled): a restart forgets it.
+/// With a `ReconcilerJournal`, every watch is journalled (durable before `watch` returns) and
+/// `recover(shards:)` brings back the watches of shards this node takes; without one the watch
+/// list lives in memory only.
 public actor Reconciler {
     private var book: ReconciliationBook
     private let gateway: any LenderGateway
     private let clock: LenderClock
     private let logger: Logger
+    private let persistence: ReconcilerJournal?
+    /// Watches whose `WatchStarted` is in the journal: only these get a `WatchEnded`.
+    private var journalled: Set<String> = []
     private var loop: Task<Void, Never>?
 
     public init(
         gateway: any LenderGateway, policy: ReconcilerPolicy = ReconcilerPolicy(), clock: LenderClock = .system,
-        logger: Logger = Logger(label: "flux.reconciler")
+        journal: ReconcilerJournal? = nil, logger: Logger = Logger(label: "flux.reconciler")
     ) {
         self.book = ReconciliationBook(policy: policy)
         self.gateway = gateway
         self.clock = clock
+        self.persistence = journal
         self.logger = logger
     }
 
     /// Watch this attempt's reference in the background. Call it when the saga moves on after
     /// `not_found` twice; `context` is the attempt's (its idempotency key names the watch).
-    public func watch(lenderID: String, context: LenderCallContext) {
-        guard book.watch(lenderID: lenderID, context: context, now: clock.nowNanos()) else {
+    /// With a journal, returns once the watch is durable (or the journal failed: logged, and the
+    /// watch is kept in memory).
+    public func watch(lenderID: String, context: LenderCallContext) async {
+        let key = context.idempotencyKey
+        guard book.watches[key] == nil else { return }
+        let shard = persistence?.shard(context.applicationID) ?? 0
+        guard book.watch(lenderID: lenderID, context: context, shard: shard, now: clock.nowNanos()) else {
             logger.error(
                 "reconciler is full; reference not watched",
                 metadata: ["lender": "\(lenderID)", "application": "\(context.applicationID)"])
             return
         }
+        guard let p = persistence else { return }
+        let stream = ReconcilerJournal.streamName(applicationID: context.applicationID, lenderID: lenderID)
+        do {
+            // A stream from an earlier life: an open one is this watch already; a closed one
+            // means the reference was settled and needs no more checks.
+            let earlier = try await p.journal.read(stream: stream)
+            if earlier.contains(where: \.closesStream) {
+                book.forget(key: key)
+                return
+            }
+            if !earlier.isEmpty {
+                journalled.insert(key)
+                return
+            }
+            let started = WatchEvent.started(
+                .init(
+                    lenderID: lenderID, applicationID: context.applicationID, idempotencyKey: key,
+                    lenderReference: context.lenderReference, applicationCreatedAt: context.createdAt,
+                    request: context.request.raw, startedAt: p.now()))
+            try await p.journal.append([event(started, stream: stream, seq: 1, shard: shard, p)])
+            try await p.journal.awaitDurable(stream: stream, upTo: 1)
+            journalled.insert(key)
+        } catch {
+            logger.error(
+                "watch not journalled; a restart of this node forgets it",
+                metadata: [
+                    "lender": "\(lenderID)", "application": "\(context.applicationID)", "error": "\(error)",
+                ])
+        }
+    }
+
+    private func event(_ e: WatchEvent, stream: String, seq: Int64, shard: Int, _ p: ReconcilerJournal)
+        -> JournalEvent
+    {
+        JournalEvent(
+            shard: shard, stream: stream, seq: seq, type: e.typeName, data: e.encodedData(),
+            writerEpoch: p.epoch(shard) ?? 0, at: p.now(), closesStream: e.closesStream)
+    }
+
+    /// Brings back the open watches of these shards from the journal (start-up, or this node
+    /// took the shards over). Each keeps its original deadline; its first check is
+    /// `firstCheckAfter` from now. Returns how many are watched now. A watch that cannot be
+    /// read is logged and skipped.
+    @discardableResult
+    public func recover(shards: [Int]) async throws(ReconcilerError) -> Int {
+        guard let p = persistence, !shards.isEmpty else { return 0 }
+        let streams: [String]
+        do {
+            streams = try await p.journal.openStreams(shards: shards, prefix: ReconcilerJournal.streamPrefix)
+        } catch {
+            throw .journalUnavailable("\(error)")
+        }
+        var recovered = 0
+        for stream in streams {
+            let events: [JournalEvent]
+            do { events = try await p.journal.read(stream: stream) } catch { throw .journalUnavailable("\(error)") }
+            do {
+                guard let first = events.first, !events.contains(where: \.closesStream) else { continue }
+                guard case .started(let s) = try WatchEvent.decode(type: first.type, data: first.data) else {
+                    throw ReconcilerError.corrupt("\(stream) does not start with ReconcileWatchStarted")
+                }
+                let request: CheckoutRequest
+                do { request = try CheckoutRequest(json: s.request) } catch {
+                    throw ReconcilerError.corrupt("\(stream): stored request no longer valid: \(error.message)")
+                }
+                let context = LenderCallContext(
+                    applicationID: s.applicationID, request: request, createdAt: s.applicationCreatedAt,
+                    idempotencyKey: s.idempotencyKey, lenderReference: s.lenderReference)
+                let elapsed = max(0, p.now().timeIntervalSince(s.startedAt))
+                let remaining = book.policy.watchFor - .milliseconds(Int64(min(elapsed, 1e12) * 1000))
+                if book.watches[s.idempotencyKey] == nil {
+                    guard
+                        book.watch(
+                            lenderID: s.lenderID, context: context, shard: first.shard, now: clock.nowNanos(),
+                            remaining: max(.zero, remaining))
+                    else {
+                        logger.error("reconciler is full; recovered watch dropped", metadata: ["stream": "\(stream)"])
+                        continue
+                    }
+                }
+                journalled.insert(s.idempotencyKey)
+                recovered += 1
+            } catch {
+                logger.error("cannot recover watch", metadata: ["stream": "\(stream)", "error": "\(error)"])
+            }
+        }
+        if recovered > 0 {
+            logger.info(
+                "reconciler recovered watches", metadata: ["count": "\(recovered)", "shards": "\(shards.count)"])
+        }
+        return recovered
+    }
+
+    /// Stops watching the references of shards this node gave up (their new owner recovers
+    /// them from the journal). Nothing is journalled.
+    public func release(shards: [Int]) {
+        for key in book.forget(shards: Set(shards)) { journalled.remove(key) }
     }
 
     /// Runs every check that is due now, one after another. The background loop calls it; tests
@@ -224,6 +486,30 @@ public actor Reconciler {
                 let answer = await gateway.cancel(lenderID: w.lenderID, context: context)
                 decision = book.recordCancel(key: key, answer?.outcome, now: clock.nowNanos())
                 report(decision, w, reference: context.lenderReference)
+            }
+            await journalEnded()
+        }
+        await journalEnded()  // expired ones
+    }
+
+    /// Closes the journal stream of every watch that ended.
+    private func journalEnded() async {
+        let ended = book.takeEnded()
+        guard let p = persistence else { return }
+        for e in ended where journalled.remove(e.key) != nil {
+            let stream = ReconcilerJournal.streamName(
+                applicationID: e.watch.context.applicationID, lenderID: e.watch.lenderID)
+            let body = WatchEvent.ended(
+                .init(
+                    lenderID: e.watch.lenderID, outcome: e.outcome, reason: e.reason,
+                    lenderReference: e.watch.context.lenderReference, at: p.now()))
+            do {
+                try await p.journal.append([event(body, stream: stream, seq: 2, shard: e.watch.shard, p)])
+            } catch {
+                // Not closed: the next owner of the shard checks the reference again (a second
+                // `cancel` is idempotent at the lender).
+                logger.warning(
+                    "end of watch not journalled", metadata: ["stream": "\(stream)", "error": "\(error)"])
             }
         }
     }

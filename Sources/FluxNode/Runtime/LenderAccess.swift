@@ -16,12 +16,15 @@ final class LenderAccess: Sendable {
     let logger: Logger
     private let watcher = Mutex<Task<Void, Never>?>(nil)
 
-    init(directory: LenderDirectory, folder: URL, environment: [String: String], logger: Logger) {
+    init(
+        directory: LenderDirectory, folder: URL, environment: [String: String], logger: Logger,
+        journal: ReconcilerJournal? = nil
+    ) {
         self.directory = directory
         self.folder = folder
         self.environment = environment
         self.logger = logger
-        self.reconciler = Reconciler(gateway: directory, logger: logger)
+        self.reconciler = Reconciler(gateway: directory, journal: journal, logger: logger)
     }
 
     var gateway: any LenderGateway { directory }
@@ -88,7 +91,13 @@ final class LenderAccess: Sendable {
 
     func stopWatching() { watcher.withLock { $0?.cancel() } }
 
-    static func load(config: NodeConfig, logger: Logger) throws -> LenderAccess {
+    /// Loads the descriptors and starts the folder watcher and the reconciler. With `journal`,
+    /// the reconciler journals its watches and first brings back those of `ownedShards` (the
+    /// shards this node holds at start-up; on a later take-over the caller calls
+    /// `reconciler.recover(shards:)` itself).
+    static func load(
+        config: NodeConfig, logger: Logger, journal: ReconcilerJournal? = nil, ownedShards: [Int] = []
+    ) throws -> LenderAccess {
         let folder = config.resolve(config.lendersDir)
         let environment = ProcessInfo.processInfo.environment
         var descriptors: [ConnectorDescriptor] = []
@@ -114,10 +123,35 @@ final class LenderAccess: Sendable {
             throw ConfigError(key: "lenders_dir", message: "\(error.path): \(error.message)")
         }
         logger.info("lenders loaded", metadata: ["lenders": "\(descriptors.map(\.id).sorted().joined(separator: ","))"])
-        let access = LenderAccess(directory: directory, folder: folder, environment: environment, logger: logger)
+        let access = LenderAccess(
+            directory: directory, folder: folder, environment: environment, logger: logger, journal: journal)
         access.startWatching()
-        Task { await access.reconciler.start() }
+        Task {
+            await access.recoverWatches(shards: ownedShards)
+            await access.reconciler.start()
+        }
         return access
+    }
+
+    /// `reconciler.recover(shards:)`, tried again while the journal is unavailable (up to about a
+    /// minute; then logged: those references are no longer checked in the background).
+    func recoverWatches(shards: [Int]) async {
+        guard !shards.isEmpty else { return }
+        var delay = Duration.milliseconds(100)
+        for attempt in 1...10 {
+            do {
+                let n = try await reconciler.recover(shards: shards)
+                if n > 0 { logger.info("reconciler watches recovered", metadata: ["count": "\(n)"]) }
+                return
+            } catch {
+                if attempt == 10 {
+                    logger.error("reconciler watches not recovered", metadata: ["error": "\(error)"])
+                    return
+                }
+                try? await Task.sleep(for: delay)
+                delay = min(delay * 2, .seconds(10))
+            }
+        }
     }
 }
 

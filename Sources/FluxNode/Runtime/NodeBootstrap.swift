@@ -27,7 +27,10 @@ enum NodeBootstrap {
         let shardTable = ShardTable(map: map)
         let epoch: @Sendable (Int) -> Int64? = { shardTable.epoch($0) }
 
-        let lenders = try LenderAccess.load(config: config, logger: logger)
+        let lenders = try LenderAccess.load(
+            config: config, logger: logger,
+            journal: ReconcilerJournal(journal: journal, shard: { map.shard(for: $0) }, epoch: epoch, now: clock),
+            ownedShards: shardTable.owned)
         let rules = try await RulesBook.load(journal: journal, shards: map, epoch: epoch, now: clock) {
             try Self.initialRules(config: config, logger: logger)
         }

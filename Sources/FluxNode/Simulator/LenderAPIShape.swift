@@ -126,7 +126,7 @@ extension LenderAPIShape {
                 throw SimulatorFieldError(field: path, message: "\(path) is required")
             }
             guard case .string(let s) = v else {
-                throw SimulatorFieldError(field: path, message: "\(path) must be a string, not \(v.typeName)")
+                throw SimulatorFieldError(field: path, message: "\(path) must be a string, not \(v.simTypeName)")
             }
             guard !s.isEmpty, s.utf8.count <= max else {
                 throw SimulatorFieldError(field: path, message: "\(path) must be 1…\(max) bytes")
@@ -142,7 +142,7 @@ extension LenderAPIShape {
             case .int(let n): i = n
             // Some callers template numbers into strings; a lender would accept "12" too.
             case .string(let s) where Int64(s) != nil: i = Int64(s)!
-            default: throw SimulatorFieldError(field: path, message: "\(path) must be an integer, not \(v.typeName)")
+            default: throw SimulatorFieldError(field: path, message: "\(path) must be an integer, not \(v.simTypeName)")
             }
             guard range.contains(i) else {
                 throw SimulatorFieldError(

@@ -353,6 +353,7 @@ public final class LenderSimulator: Sendable {
                         "amount_paise": .int(loan.amountPaise), "tenure_months": .int(Int64(loan.tenureMonths)),
                         "rate_bps": .int(Int64(loan.rateBps)), "apply_calls": .int(Int64(loan.applyCalls)),
                         "disburse_calls": .int(Int64(loan.disburseCalls)),
+                        "status_calls": .int(Int64(loan.statusCalls)), "cancel_calls": .int(Int64(loan.cancelCalls)),
                         "created_at": .string(loan.createdAt.formatted(.iso8601)),
                     ]))
             }
@@ -386,7 +387,7 @@ public final class LenderSimulator: Sendable {
                 "latency_ms": .int(Int64(b.latencyMs)), "jitter_ms": .int(Int64(b.jitterMs)),
                 "error_rate": .double(b.errorRate), "outage": .string(b.outage.rawValue),
                 "ghost_mode": .bool(b.ghostMode), "ghost_delay_ms": .int(Int64(b.ghostDelayMs)),
-                "ghost_rate": .double(b.ghostRate),
+                "ghost_rate": .double(b.ghostRate), "status_not_found_first": .int(Int64(b.statusNotFoundFirst)),
                 "port": await lender.boundPort.map { .int(Int64($0)) } ?? .null,
                 "tokens_issued": .int(Int64(await lender.tokensIssued)),
                 "token_ttl_s": await lender.tokenTTLOverride.map { .int(Int64($0)) } ?? .null,
@@ -465,6 +466,7 @@ struct SimulatorControlChange: Decodable {
     var ghostMode: Bool?
     var ghostDelayMs: Int?
     var ghostRate: Double?
+    var statusNotFoundFirst: Int?
     /// Lifetime of tokens issued from now on (OAuth2 and the HMAC handshake).
     var tokenTTLS: Int?
     /// `true`: every token issued so far stops working now.
@@ -480,6 +482,7 @@ struct SimulatorControlChange: Decodable {
         case ghostMode = "ghost_mode"
         case ghostDelayMs = "ghost_delay_ms"
         case ghostRate = "ghost_rate"
+        case statusNotFoundFirst = "status_not_found_first"
         case tokenTTLS = "token_ttl_s"
         case expireTokens = "expire_tokens"
     }
@@ -498,6 +501,7 @@ struct SimulatorControlChange: Decodable {
         ghostMode = try c.decodeIfPresent(Bool.self, forKey: .ghostMode)
         ghostDelayMs = try c.decodeIfPresent(Int.self, forKey: .ghostDelayMs)
         ghostRate = try c.decodeIfPresent(Double.self, forKey: .ghostRate)
+        statusNotFoundFirst = try c.decodeIfPresent(Int.self, forKey: .statusNotFoundFirst)
         tokenTTLS = try c.decodeIfPresent(Int.self, forKey: .tokenTTLS)
         expireTokens = try c.decodeIfPresent(Bool.self, forKey: .expireTokens)
     }
@@ -510,6 +514,7 @@ struct SimulatorControlChange: Decodable {
         if let ghostMode { b.ghostMode = ghostMode }
         if let ghostDelayMs { b.ghostDelayMs = ghostDelayMs }
         if let ghostRate { b.ghostRate = ghostRate }
+        if let statusNotFoundFirst { b.statusNotFoundFirst = statusNotFoundFirst }
     }
 }
 

@@ -258,7 +258,11 @@ actor SimulatedLender {
         return .decided(loan, ghostDelayMs: ghost ? behaviour.ghostDelayMs : nil)
     }
 
-    func status(reference: String) -> SimulatedLoan? { book.status(reference: reference) }
+    /// A `status` inquiry: counted on the loan; `nil` (404) also while `status_not_found_first`
+    /// hides it.
+    func status(reference: String) -> SimulatedLoan? {
+        book.inquire(reference: reference, hidingFirst: behaviour.statusNotFoundFirst)
+    }
 
     func disburse(loanID: String) -> SimulatedLenderBook.DisburseResult { book.disburse(loanID: loanID) }
 

@@ -61,6 +61,8 @@ struct SimulatedLoan: Sendable, Equatable {
     /// answered from it).
     var applyCalls: Int
     var disburseCalls: Int
+    var statusCalls = 0
+    var cancelCalls = 0
     var createdAt: Date
 }
 
@@ -128,6 +130,15 @@ struct SimulatedLenderBook: Sendable {
 
     func status(reference: String) -> SimulatedLoan? { loansByReference[reference] }
 
+    /// A `status` inquiry about a reference: counted on its loan; `nil` when there is none, or
+    /// while this is one of its first `k` inquiries (a lender whose status lags its apply).
+    mutating func inquire(reference: String, hidingFirst k: Int) -> SimulatedLoan? {
+        guard var loan = loansByReference[reference] else { return nil }
+        loan.statusCalls += 1
+        loansByReference[reference] = loan
+        return loan.statusCalls <= k ? nil : loan
+    }
+
     func loan(id: String) -> SimulatedLoan? { referenceByLoanID[id].flatMap { loansByReference[$0] } }
 
     mutating func disburse(loanID: String) -> DisburseResult {
@@ -146,6 +157,8 @@ struct SimulatedLenderBook: Sendable {
 
     mutating func cancel(loanID: String) -> CancelResult {
         guard let ref = referenceByLoanID[loanID], var loan = loansByReference[ref] else { return .notFound }
+        loan.cancelCalls += 1
+        loansByReference[ref] = loan
         switch loan.state {
         case .disbursed: return .alreadyDisbursed(loan)
         case .approved, .cancelled:

@@ -415,6 +415,10 @@ public struct SimulatedBehaviour: Codable, Sendable, Equatable {
     public var ghostMode: Bool
     public var ghostDelayMs: Int
     public var ghostRate: Double
+    /// Late approval: `status` answers `404` to the first N inquiries about each reference,
+    /// whatever was recorded. With ghost mode, the caller gives up on the lender (`not_found`
+    /// twice) although it lent; a later inquiry finds the approval.
+    public var statusNotFoundFirst: Int
 
     enum CodingKeys: String, CodingKey {
         case latencyMs = "latency_ms"
@@ -424,11 +428,12 @@ public struct SimulatedBehaviour: Codable, Sendable, Equatable {
         case ghostMode = "ghost_mode"
         case ghostDelayMs = "ghost_delay_ms"
         case ghostRate = "ghost_rate"
+        case statusNotFoundFirst = "status_not_found_first"
     }
 
     public init(
         latencyMs: Int = 0, jitterMs: Int = 0, errorRate: Double = 0, outage: Outage = .none, ghostMode: Bool = false,
-        ghostDelayMs: Int = 5000, ghostRate: Double = 1
+        ghostDelayMs: Int = 5000, ghostRate: Double = 1, statusNotFoundFirst: Int = 0
     ) {
         self.latencyMs = latencyMs
         self.jitterMs = jitterMs
@@ -437,6 +442,7 @@ public struct SimulatedBehaviour: Codable, Sendable, Equatable {
         self.ghostMode = ghostMode
         self.ghostDelayMs = ghostDelayMs
         self.ghostRate = ghostRate
+        self.statusNotFoundFirst = statusNotFoundFirst
     }
 
     public init(from decoder: any Decoder) throws {
@@ -454,6 +460,8 @@ public struct SimulatedBehaviour: Codable, Sendable, Equatable {
         ghostMode = try c.decodeIfPresent(Bool.self, forKey: .ghostMode) ?? ghostMode
         ghostDelayMs = try c.decodeIfPresent(Int.self, forKey: .ghostDelayMs) ?? ghostDelayMs
         ghostRate = try c.decodeIfPresent(Double.self, forKey: .ghostRate) ?? ghostRate
+        statusNotFoundFirst =
+            try c.decodeIfPresent(Int.self, forKey: .statusNotFoundFirst) ?? statusNotFoundFirst
     }
 
     func validate(at path: String) throws {
@@ -472,6 +480,9 @@ public struct SimulatedBehaviour: Codable, Sendable, Equatable {
         }
         guard (0...1).contains(ghostRate) else {
             throw SimulatorConfigError(message: "\(path).ghost_rate: must be 0…1")
+        }
+        guard (0...1_000_000).contains(statusNotFoundFirst) else {
+            throw SimulatorConfigError(message: "\(path).status_not_found_first: must be 0…1000000")
         }
     }
 }
