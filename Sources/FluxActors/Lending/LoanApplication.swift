@@ -302,7 +302,7 @@ public actor LoanApplication {
             idempotencyKey: saga.attemptKey(lender), lenderReference: reference)
     }
 
-    private func isInquiring(_ lender: String) -> Bool {
+    private static func isInquiring(_ saga: WaterfallSaga, _ lender: String) -> Bool {
         if case .inquiring(let current, _) = saga.phase { return current == lender }
         return false
     }
@@ -325,13 +325,17 @@ public actor LoanApplication {
             guard await durable(upTo: barrier), beginCall() else { return }
             defer { endCall() }
             let call = await gateway.status(lenderID: lender, context: context(reference: reference, lender: lender))
-            feed(.inquired(lenderID: lender, call))
-            // The saga moved on after a second `not_found`: the lender may still surface an
-            // approval later, so the reference is watched (approval found → cancel or operators).
-            if case .notFound = call.outcome, !isInquiring(lender) {
-                await services.reconciler?.watch(
-                    lenderID: lender, context: context(reference: reference, lender: lender))
+            // When this answer makes the saga move on (a second `not_found`), the lender may
+            // still surface an approval later: the reference is watched (approval found → cancel
+            // or operators) before the saga moves on, so a crash in between cannot lose the watch.
+            if case .notFound = call.outcome, let reconciler = services.reconciler {
+                var preview = saga
+                _ = preview.handle(.inquired(lenderID: lender, call), now: services.now())
+                if !Self.isInquiring(preview, lender) {
+                    await reconciler.watch(lenderID: lender, context: context(reference: reference, lender: lender))
+                }
             }
+            feed(.inquired(lenderID: lender, call))
         case .disburse(let lender, let reference, let after):
             if after > .zero { try? await Task.sleep(for: after) }
             // Money must not move for a loan Flux cannot book (terms whose rounded schedule does

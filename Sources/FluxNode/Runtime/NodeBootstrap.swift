@@ -30,7 +30,7 @@ enum NodeBootstrap {
         let lenders = try LenderAccess.load(
             config: config, logger: logger,
             journal: ReconcilerJournal(journal: journal, shard: { map.shard(for: $0) }, epoch: epoch, now: clock),
-            ownedShards: shardTable.owned)
+            ownedShards: [])  // the reconciler's watches come back as ShardOwner takes shards
         let rules = try await RulesBook.load(journal: journal, shards: map, epoch: epoch, now: clock) {
             try Self.initialRules(config: config, logger: logger)
         }
@@ -51,7 +51,9 @@ enum NodeBootstrap {
             rules: rules, lenders: lenders, loans: loans, metrics: metrics, shardTable: shardTable, cluster: cluster,
             now: clock)
         let owner = ShardOwner(
-            cluster: cluster, table: shardTable, journal: journal, switchboard: switchboard, logger: logger)
+            cluster: cluster, table: shardTable, journal: journal, switchboard: switchboard, logger: logger,
+            onAcquired: { shards in await lenders.recoverWatches(shards: shards) },
+            onReleased: { shards in await lenders.reconciler.release(shards: shards) })
         node.owner.withLock { $0 = owner }
 
         let leave = LeaveSignal()

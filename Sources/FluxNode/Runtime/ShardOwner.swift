@@ -26,6 +26,8 @@ actor ShardOwner {
     /// Called with the shards just taken, after their epochs are held (applications are resumed
     /// by the owner itself; this is for the other entity kinds, e.g. the lender reconciler).
     private let onAcquired: @Sendable ([Int]) async -> Void
+    /// Called with the shards just given up (after their applications stopped).
+    private let onReleased: @Sendable ([Int]) async -> Void
     private var planning = false
     private var planAgain = false
     private var leaving = false
@@ -41,8 +43,10 @@ actor ShardOwner {
 
     init(
         cluster: ClusterRuntime, table: ShardTable, journal: EventJournal, switchboard: Switchboard, logger: Logger,
-        onAcquired: @escaping @Sendable ([Int]) async -> Void = { _ in }
+        onAcquired: @escaping @Sendable ([Int]) async -> Void = { _ in },
+        onReleased: @escaping @Sendable ([Int]) async -> Void = { _ in }
     ) {
+        self.onReleased = onReleased
         self.me = NodeID(cluster.config.nodeID)
         self.planner = ShardPlanner(me: NodeID(cluster.config.nodeID), shards: table.map.shards)
         self.table = table
@@ -141,6 +145,7 @@ actor ShardOwner {
         let started = ContinuousClock.now
         for s in shards { table.drop(s) }
         await switchboard.release(shards: Set(shards))
+        await onReleased(shards)
         do { try await journal.flush() } catch {
             // Whatever did not reach the journal is fenced by the next owner's epoch.
             logger.warning("journal flush failed while giving up shards", metadata: ["error": "\(error)"])
@@ -227,6 +232,7 @@ actor ShardOwner {
         defer { planning = false }
         for s in lost { table.drop(s) }
         await switchboard.release(shards: Set(lost))
+        await onReleased(lost)
         for s in lost { planner.lost(shard: s) }
         heldGauge.record(table.count)
         logger.warning(
