@@ -16,6 +16,19 @@ struct PostgresJournalEndToEndTests {
         "piramal": ["latency_ms": 200],
     ]
 
+    /// Runs `body`, then stops the node and the simulated lenders, also when `body` throws.
+    /// (Awaited here: a `defer { Task { await h.stop() } }` may never run before the test
+    /// process exits, and leaves the simulator running.)
+    static func stoppingAfterwards(_ h: NodeHarness, _ body: () async throws -> Void) async throws {
+        do {
+            try await body()
+        } catch {
+            await h.stop()
+            throw error
+        }
+        await h.stop()
+    }
+
     /// Every application answered 201 is terminal, and no lender holds two applications for one reference.
     static func expectAllSettled(_ h: NodeHarness, _ ids: [String]) async throws {
         for id in ids {
@@ -36,7 +49,10 @@ struct PostgresJournalEndToEndTests {
     @Test("kill -9 during a burst on PostgreSQL: every 201 comes back and ends; no one gets two loans")
     func crash() async throws {
         let h = try await NodeHarness(lenderOverrides: Self.slow, journal: try freshPostgresDatabase())
-        defer { Task { await h.stop() } }
+        try await Self.stoppingAfterwards(h) { try await Self.crashBody(h) }
+    }
+
+    static func crashBody(_ h: NodeHarness) async throws {
         let run = UUID().uuidString.prefix(6)
         var accepted: [String] = []
         for i in 0..<40 {
@@ -56,7 +72,10 @@ struct PostgresJournalEndToEndTests {
         .timeLimit(.minutes(1)))
     func databaseRestart() async throws {
         let h = try await NodeHarness(lenderOverrides: Self.slow, journal: try freshPostgresDatabase())
-        defer { Task { await h.stop() } }
+        try await Self.stoppingAfterwards(h) { try await Self.databaseRestartBody(h) }
+    }
+
+    static func databaseRestartBody(_ h: NodeHarness) async throws {
         let run = UUID().uuidString.prefix(6)
         let seen = RestartObservations()
         let restart = Task.detached {
