@@ -29,9 +29,12 @@ test: deps
 demo: build
 	$(BIN_DEBUG) demo --examples .
 
-## Figures for the issues' speed targets (release build).
+## Figures for the issues' speed targets (release build); the journal's PostgreSQL figures run
+## against a private PostgreSQL (scripts/pg-test.sh), stopped afterwards.
 bench: release
-	$(BIN_RELEASE) bench --examples .
+	@FLUX_WITH_POSTGRES=1 scripts/install-deps.sh
+	@eval "$$(scripts/pg-test.sh start)"; trap 'scripts/pg-test.sh stop' EXIT; \
+	  $(BIN_RELEASE) bench --examples . --postgres "$$FLUX_TEST_POSTGRES"
 
 format:
 	$(SWIFT) format -i -r Sources Tests Package.swift

@@ -51,6 +51,24 @@ as_owner() {
     fi
 }
 
+# Starts the server (pg_ctl start) with none of our caller's descriptors beyond 0-2. The server is
+# a daemon: whatever it inherits stays open for as long as it runs. Foundation's `Process` (the
+# tests run this script with it) learns that its child ended when the child's copy of a socket
+# closes; a server holding that copy made the caller wait until the server stopped.
+start_server() {
+    local dir="$1" port="$2" bin="$3"
+    (
+        for fd in /proc/self/fd/*; do
+            fd="${fd##*/}"
+            # 255: bash's handle on this script.
+            if [[ "$fd" =~ ^[0-9]+$ ]] && ((fd > 2 && fd != 255)); then eval "exec $fd>&-" 2>/dev/null || true; fi
+        done
+        exec </dev/null >/dev/null 2>&1
+        as_owner "$bin/pg_ctl" start -D "$dir/data" -l "$dir/server.log" -w -t 30 -s \
+            -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200"
+    )
+}
+
 conninfo() { echo "host=127.0.0.1 port=$1 dbname=$database user=postgres"; }
 
 # Prints "DIR PORT" of the recorded instance when it is up, else nothing (and forgets a dead one).
@@ -127,8 +145,7 @@ start_instance() {
     for attempt in 1 2 3 4 5; do
         port="$(free_port)" || die "no free port"
         echo "$dir $port" >"$state"
-        if as_owner "$bin/pg_ctl" start -D "$dir/data" -l "$dir/server.log" -w -t 30 -s \
-            -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200" >/dev/null 2>&1; then
+        if start_server "$dir" "$port" "$bin"; then
             if as_owner "$bin/createdb" -h "$dir" -p "$port" -U postgres "$database" >/dev/null 2>&1; then
                 conninfo "$port"
                 return 0
@@ -163,9 +180,7 @@ restart)
     bin="$(find_bin)"
     as_owner "$bin/pg_ctl" stop -D "$dir/data" -m fast -w -t 20 >/dev/null 2>&1 || true
     sleep "${2:-0}"
-    as_owner "$bin/pg_ctl" start -D "$dir/data" -l "$dir/server.log" -w -t 30 -s \
-        -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200" >/dev/null 2>&1 ||
-        die "restart failed"
+    start_server "$dir" "$port" "$bin" || die "restart failed"
     ;;
 *)
     echo "usage: $0 start|env|stop|restart [SECONDS]" >&2

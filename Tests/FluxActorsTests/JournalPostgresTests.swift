@@ -256,10 +256,22 @@ struct JournalPostgresConninfoTests {
         }
     }
 
-    @Test func arrayElementsAreEscaped() throws {
-        var literal = ""
-        try PostgresJournalStore.appendArrayElement(#"a"b\c"#, to: &literal)
-        #expect(literal == #""a\"b\\c""#)
-        #expect(throws: JournalError.self) { try PostgresJournalStore.appendArrayElement("a\0b", to: &literal) }
+    @Test func binaryArraysHaveTheWireLayout() throws {
+        var ints = PostgresBinaryArray(.int8)
+        ints.append(Int64(-2))
+        ints.append(Int64(1) << 40)
+        #expect(
+            ints.bytes == [
+                0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 20, 0, 0, 0, 2, 0, 0, 0, 1,
+                0, 0, 0, 8, 255, 255, 255, 255, 255, 255, 255, 254,
+                0, 0, 0, 8, 0, 0, 1, 0, 0, 0, 0, 0,
+            ])
+        var texts = PostgresBinaryArray(.text)
+        try texts.append(#"a"b\c"#)
+        try texts.append("")
+        #expect(texts.count == 2)
+        #expect(Array(texts.bytes[20...]) == [0, 0, 0, 5] + Array(#"a"b\c"#.utf8) + [0, 0, 0, 0])
+        #expect(throws: JournalError.self) { try texts.append("a\0b") }
+        #expect(texts.count == 2)
     }
 }

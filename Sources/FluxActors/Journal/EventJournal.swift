@@ -222,10 +222,11 @@ public actor EventJournal {
 
     // MARK: - Reads and pass-throughs
 
-    /// The stream's durable events followed by those still buffered, in seq order.
-    public func read(stream: String) async throws(JournalError) -> [JournalEvent] {
+    /// The stream's durable events followed by those still buffered, in seq order; only those
+    /// after `afterSeq` (a snapshot's seq) when given.
+    public func read(stream: String, afterSeq: Int64 = 0) async throws(JournalError) -> [JournalEvent] {
         var events: [JournalEvent] = []
-        var last: Int64 = 0
+        var last: Int64 = afterSeq
         var batches = completedBatches
         while true {
             // A batch that completes while the store is being read may have left the buffer
@@ -269,7 +270,10 @@ public actor EventJournal {
         try await store.openStreams(shards: shards, prefix: prefix)
     }
 
+    /// Saves a stream's snapshot once the stream's events up to `snapshot.seq` are durable, so a
+    /// snapshot never describes events the journal might still refuse or lose.
     public func saveSnapshot(_ snapshot: JournalSnapshot) async throws(JournalError) {
+        try await awaitDurable(stream: snapshot.stream, upTo: snapshot.seq)
         try await store.saveSnapshot(snapshot)
     }
 

@@ -87,6 +87,32 @@ final class PostgresConnection {
         return try check(result, sql)
     }
 
+    /// Runs one statement with parameters in binary format (`PostgresBinaryArray`s): no text
+    /// to format on this side or to parse on the server's.
+    @discardableResult
+    func exec(_ sql: String, binary parameters: [PostgresBinaryArray]) throws(JournalError) -> PostgresResult {
+        guard let handle else { throw .unavailable("PostgreSQL: connection closed") }
+        let types: [Oid] = parameters.map { Oid($0.element.arrayOID) }
+        let formats = [Int32](repeating: 1, count: parameters.count)
+        var lengths: [Int32] = []
+        var offsets: [Int] = []
+        var all: [UInt8] = []
+        all.reserveCapacity(parameters.reduce(0) { $0 + $1.bytes.count })
+        for parameter in parameters {
+            guard parameter.bytes.count <= Int(Int32.max) else { throw .corrupt("PostgreSQL: a parameter over 2 GB") }
+            offsets.append(all.count)
+            lengths.append(Int32(parameter.bytes.count))
+            all.append(contentsOf: parameter.bytes)
+        }
+        let result = all.withUnsafeBufferPointer { buffer in
+            buffer.baseAddress!.withMemoryRebound(to: CChar.self, capacity: buffer.count) { base in
+                let values: [UnsafePointer<CChar>?] = offsets.map { base + $0 }
+                return PQexecParams(handle, sql, Int32(parameters.count), types, values, lengths, formats, 0)
+            }
+        }
+        return try check(result, sql)
+    }
+
     /// `COPY … FROM STDIN` with `data` in COPY's text format.
     func copyIn(_ sql: String, data: [UInt8]) throws(JournalError) {
         guard let handle else { throw .unavailable("PostgreSQL: connection closed") }

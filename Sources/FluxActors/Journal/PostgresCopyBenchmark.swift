@@ -79,3 +79,44 @@ private func copyEscaped(_ value: String) -> String {
     return value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\t", with: "\\t")
         .replacingOccurrences(of: "\n", with: "\\n").replacingOccurrences(of: "\r", with: "\\r")
 }
+
+/// The PostgreSQL figures of `make bench` (issue 3), all from one run on one database.
+public struct PostgresJournalFigures: Sendable {
+    /// Durable events/s of `PostgresJournalStore.append`, one batch at a time, per batch size.
+    public var durable: [(batch: Int, eventsPerSecond: Double)]
+    /// Raw `COPY` of the same rows (1024 per COPY and commit), no checks.
+    public var rawCopyEventsPerSecond: Double
+    /// Through `EventJournal` at a fixed offered load.
+    public var latency: JournalLatencyReport
+
+    /// The batch-1024 rate over the raw COPY rate.
+    public var ratio: Double {
+        guard rawCopyEventsPerSecond > 0, let big = durable.first(where: { $0.batch == 1024 }) else { return 0 }
+        return big.eventsPerSecond / rawCopyEventsPerSecond
+    }
+}
+
+/// Runs the PostgreSQL journal figures against `conninfo`, each part in a scratch schema that is
+/// dropped afterwards: durable events/s at `batchSizes` (`events` checkout-shaped events each),
+/// the raw COPY rate of the same rows, and append→durable latency at `eventsPerSecond` offered.
+public func runPostgresJournalBenchmarks(
+    conninfo: String, batchSizes: [Int] = [1, 64, 1024], events: Int = 100_000, eventsPerSecond: Int = 10_000,
+    latencyDuration: Duration = .seconds(5)
+) async throws -> PostgresJournalFigures {
+    let schema = "flux_bench_\(UInt32.random(in: 0...UInt32.max))"
+    let store = try PostgresJournalStore(conninfo: conninfo, schema: schema)
+    do {
+        try await store.prepare()
+        let durable = try await runJournalBenchmark(store: store, batchSizes: batchSizes, events: events)
+        let raw = try runRawCopyBenchmark(conninfo: conninfo, events: events)
+        let latency = try await runJournalLatencyBenchmark(
+            store: store, checkoutsPerSecond: max(1, eventsPerSecond / 5), duration: latencyDuration)
+        try? await store.execute("DROP SCHEMA \(schema) CASCADE")
+        await store.close()
+        return PostgresJournalFigures(durable: durable, rawCopyEventsPerSecond: raw, latency: latency)
+    } catch {
+        try? await store.execute("DROP SCHEMA \(schema) CASCADE")
+        await store.close()
+        throw error
+    }
+}

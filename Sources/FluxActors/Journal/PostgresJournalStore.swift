@@ -119,7 +119,7 @@ public final class PostgresJournalStore: JournalStore, @unchecked Sendable {
     public func append(_ events: [JournalEvent]) async throws(JournalError) -> AppendResult {
         if events.isEmpty { return AppendResult() }
         return try await writer.run { connection throws(JournalError) in
-            let parameters = try Self.appendParameters(events)
+            let parameters = try Self.appendArrays(events)
             var attempt = 0
             while true {
                 attempt += 1
@@ -130,7 +130,7 @@ public final class PostgresJournalStore: JournalStore, @unchecked Sendable {
                         SELECT * FROM flux_journal_append(
                             $1::integer[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::bigint[],
                             $7::bigint[], $8::boolean[])
-                        """, parameters)
+                        """, binary: parameters)
                 } catch {
                     // 23505: another writer created one of the batch's new streams first (the
                     // rerun sees it and refuses properly); 40P01/40001: deadlock, serialisation.
@@ -153,51 +153,31 @@ public final class PostgresJournalStore: JournalStore, @unchecked Sendable {
         }
     }
 
-    /// The batch as eight PostgreSQL array literals, one per column.
-    static func appendParameters(_ events: [JournalEvent]) throws(JournalError) -> [String?] {
-        var shard = "{", stream = "{", seq = "{", type = "{", data = "{", epoch = "{", at = "{", closes = "{"
-        stream.reserveCapacity(events.count * 24)
-        data.reserveCapacity(events.count * 256)
-        for (index, event) in events.enumerated() {
-            if index > 0 {
-                shard += ","
-                stream += ","
-                seq += ","
-                type += ","
-                data += ","
-                epoch += ","
-                at += ","
-                closes += ","
+    /// The batch as eight binary PostgreSQL arrays, one per column of `flux_journal_append`.
+    static func appendArrays(_ events: [JournalEvent]) throws(JournalError) -> [PostgresBinaryArray] {
+        let n = events.count
+        var shard = PostgresBinaryArray(.int4, reserving: n * 8)
+        var stream = PostgresBinaryArray(.text, reserving: n * 32)
+        var seq = PostgresBinaryArray(.int8, reserving: n * 12)
+        var type = PostgresBinaryArray(.text, reserving: n * 24)
+        var data = PostgresBinaryArray(.text, reserving: n * 260)
+        var epoch = PostgresBinaryArray(.int8, reserving: n * 12)
+        var at = PostgresBinaryArray(.int8, reserving: n * 12)
+        var closes = PostgresBinaryArray(.bool, reserving: n * 5)
+        for event in events {
+            guard let shardNumber = Int32(exactly: event.shard) else {
+                throw .corrupt("journal shard \(event.shard) does not fit PostgreSQL's integer")
             }
-            shard += String(event.shard)
-            try appendArrayElement(event.stream, to: &stream)
-            seq += String(event.seq)
-            try appendArrayElement(event.type, to: &type)
-            try appendArrayElement(event.data, to: &data)
-            epoch += String(event.writerEpoch)
-            at += String(JournalTime.microseconds(event.at))
-            closes += event.closesStream ? "t" : "f"
+            shard.append(shardNumber)
+            try stream.append(event.stream)
+            seq.append(event.seq)
+            try type.append(event.type)
+            try data.append(event.data)
+            epoch.append(event.writerEpoch)
+            at.append(JournalTime.microseconds(event.at))
+            closes.append(event.closesStream)
         }
-        return [shard, stream, seq, type, data, epoch, at, closes].map { $0 + "}" }
-    }
-
-    /// Appends `value` as a double-quoted array element (backslash-escaping `"` and `\`).
-    static func appendArrayElement(_ value: String, to literal: inout String) throws(JournalError) {
-        literal += "\""
-        let utf8 = value.utf8
-        if !utf8.contains(where: { $0 == 0x22 || $0 == 0x5C || $0 == 0 }) {
-            literal += value
-        } else {
-            if utf8.contains(0) { throw .corrupt("journal event contains a NUL byte, which PostgreSQL cannot store") }
-            var escaped: [UInt8] = []
-            escaped.reserveCapacity(utf8.count + 16)
-            for byte in utf8 {
-                if byte == 0x22 || byte == 0x5C { escaped.append(0x5C) }
-                escaped.append(byte)
-            }
-            literal += String(decoding: escaped, as: UTF8.self)
-        }
-        literal += "\""
+        return [shard, stream, seq, type, data, epoch, at, closes]
     }
 
     // MARK: - Shards and snapshots

@@ -17,6 +17,12 @@ public actor LoanAccount {
         self.state = state
     }
 
+    /// A loan brought back from a snapshot (and the events after it, already folded in).
+    public init(state: LoanAccountState) {
+        id = state.id
+        self.state = state
+    }
+
     /// Applies an event the caller has already made durable.
     public func apply(_ event: LoanEvent) {
         state.apply(event)

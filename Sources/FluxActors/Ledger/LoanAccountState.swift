@@ -84,3 +84,61 @@ public enum LoanReplayError: Error, Sendable, Equatable, CustomStringConvertible
         }
     }
 }
+
+// MARK: - Snapshots
+
+extension LoanAccountState {
+    /// The version of `snapshotData()`'s layout. A snapshot of another version is ignored and the
+    /// loan is folded from its whole stream (snapshots are a cache of the journal, never the truth).
+    static let snapshotVersion = 1
+
+    private struct Snapshot: Codable {
+        var v: Int
+        var opened: LoanOpened
+        var status: Status
+        var schedule: AmortizationSchedule
+        var outstandingPaise: Int64
+
+        enum CodingKeys: String, CodingKey {
+            case v, opened, status, schedule
+            case outstandingPaise = "outstanding_paise"
+        }
+    }
+
+    /// The whole state as a compact JSON object (keys sorted), for the journal's `snapshots` table.
+    public func snapshotData() -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let snapshot = Snapshot(
+            v: Self.snapshotVersion, opened: opened, status: status, schedule: schedule,
+            outstandingPaise: outstandingPaise)
+        // Strings, integers and arrays of them always encode; `nil` here would be a Foundation bug.
+        guard let data = try? encoder.encode(snapshot) else { preconditionFailure("a loan snapshot failed to encode") }
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    /// A state read back from `snapshotData()`; nil when the text is not a snapshot of this
+    /// version (the caller then folds the whole stream).
+    public init?(snapshotData: String) {
+        guard let snapshot = try? JSONDecoder().decode(Snapshot.self, from: Data(snapshotData.utf8)),
+            snapshot.v == Self.snapshotVersion, snapshot.schedule.principalPaise == snapshot.opened.principalPaise,
+            (0...snapshot.opened.principalPaise).contains(snapshot.outstandingPaise)
+        else { return nil }
+        opened = snapshot.opened
+        status = snapshot.status
+        schedule = snapshot.schedule
+        outstandingPaise = snapshot.outstandingPaise
+    }
+
+    /// Folds the events that follow a snapshot (`LoanOpened` must not be among them).
+    public static func replay(from snapshot: LoanAccountState, _ tail: [LoanEvent]) throws(LoanReplayError)
+        -> LoanAccountState
+    {
+        var state = snapshot
+        for (i, event) in tail.enumerated() {
+            if case .opened = event { throw .openedTwice(index: i) }
+            state.apply(event)
+        }
+        return state
+    }
+}

@@ -10,11 +10,19 @@ public enum LoanBookError: Error, Sendable, Equatable {
 /// The node's loan accounts (stream `loan/<id>`): opened once per disbursed application,
 /// reloaded lazily from the journal when asked for.
 public actor LoanBook: LoanOpening {
+    /// N of Docs/journal.md: a loan's state is saved as a snapshot each time its stream passes
+    /// a multiple of N events; recovery reads the latest snapshot and the events after it.
+    public static let snapshotEvery: Int64 = StreamSnapshots.every
+
     private let journal: EventJournal
     private let shards: ShardMap
     private let epoch: @Sendable (Int) -> Int64?
     private let now: @Sendable () -> Date
     private var accounts: [String: LoanAccount] = [:]
+    /// The last seq of each cached loan's stream.
+    private var lastSeqs: [String: Int64] = [:]
+    /// Loans with a `record` in progress, and who waits for them (one writer per loan at a time).
+    private var recording: [String: [CheckedContinuation<Void, Never>]] = [:]
     private let maxCached = 20_000
     private var order: [String] = []
 
@@ -51,47 +59,128 @@ public actor LoanBook: LoanOpening {
             shard: shard, stream: stream, seq: 1, type: event.typeName, data: event.encodedData(),
             writerEpoch: epoch(shard) ?? 0, at: now(), closesStream: event.closesStream)
         // Cache first: a concurrent `account` call for this id must not append seq 1 twice.
-        cache(r.loanID, LoanAccount(opened: opened))
+        cache(r.loanID, LoanAccount(opened: opened), lastSeq: 1)
         do {
             try await journal.append([journalEvent])
             try await journal.awaitDurable(stream: stream, upTo: 1)
         } catch .refused(_, .sequenceConflict) {
             // Another writer opened it first: the journal's copy is the loan.
-            accounts.removeValue(forKey: r.loanID)
+            forget(r.loanID)
             _ = try await account(r.loanID)
         } catch {
-            accounts.removeValue(forKey: r.loanID)
+            forget(r.loanID)
             throw LoanBookError.journalUnavailable("\(error)")
         }
     }
 
-    /// The loan account, from memory or the journal; `nil` when there is no such loan.
+    /// The loan account, from memory or the journal (its latest snapshot and the events after
+    /// it); `nil` when there is no such loan.
     public func account(_ loanID: String) async throws -> LoanAccount? {
         if let a = accounts[loanID] { return a }
-        let events: [JournalEvent]
+        let recovered: RecoveredStream<LoanAccountState>
         do {
-            events = try await journal.read(stream: Self.streamName(loanID))
+            recovered = try await journal.recover(stream: Self.streamName(loanID)) {
+                LoanAccountState(snapshotData: $0.data)
+            }
         } catch {
             throw LoanBookError.journalUnavailable("\(error)")
         }
         if let a = accounts[loanID] { return a }
-        guard !events.isEmpty else { return nil }
+        if recovered.snapshot == nil && recovered.tail.isEmpty { return nil }
         var loanEvents: [LoanEvent] = []
-        for e in events {
+        for e in recovered.tail {
             do { loanEvents.append(try LoanEvent.decode(type: e.type, data: e.data)) } catch {
                 throw LoanBookError.corrupt("\(loanID) seq \(e.seq): \(error)")
             }
         }
-        let account: LoanAccount
-        do { account = try LoanAccount(replaying: loanEvents) } catch {
+        let state: LoanAccountState
+        do {
+            if let snapshot = recovered.snapshot {
+                state = try LoanAccountState.replay(from: snapshot, loanEvents)
+            } else {
+                state = try LoanAccountState.replay(loanEvents)
+            }
+        } catch {
             throw LoanBookError.corrupt("\(loanID): \(error)")
         }
-        cache(loanID, account)
+        let account = LoanAccount(state: state)
+        cache(loanID, account, lastSeq: recovered.lastSeq)
         return account
     }
 
-    private func cache(_ id: String, _ account: LoanAccount) {
+    /// Journals events that happen to an open loan (payments, …; never `LoanOpened`), waits
+    /// until they are durable, applies them, and saves a snapshot when the stream passes a
+    /// multiple of `snapshotEvery`. Calls for one loan run one after the other.
+    public func record(_ events: [LoanEvent], loanID: String) async throws -> LoanAccount {
+        if events.contains(where: { if case .opened = $0 { true } else { false } }) {
+            throw LoanBookError.invalidTerms("a loan is opened once: record takes the events after LoanOpened")
+        }
+        await lock(loanID)
+        defer { unlock(loanID) }
+        guard let account = try await account(loanID), let previous = lastSeqs[loanID] else {
+            throw LoanBookError.invalidTerms("no loan \(loanID)")
+        }
+        if events.isEmpty { return account }
+        let stream = Self.streamName(loanID)
+        let shard = shards.shard(for: loanID)
+        let epoch = epoch(shard) ?? 0
+        let at = now()
+        let journalEvents = events.enumerated().map { i, event in
+            JournalEvent(
+                shard: shard, stream: stream, seq: previous + Int64(i) + 1, type: event.typeName,
+                data: event.encodedData(), writerEpoch: epoch, at: at, closesStream: event.closesStream)
+        }
+        let last = previous + Int64(events.count)
+        do {
+            try await journal.append(journalEvents)
+            try await journal.awaitDurable(stream: stream, upTo: last)
+        } catch {
+            // Refused (another writer) or not durable: what the journal holds is the loan.
+            forget(loanID)
+            throw LoanBookError.journalUnavailable("\(error)")
+        }
+        for event in events { await account.apply(event) }
+        lastSeqs[loanID] = last
+        if StreamSnapshots.due(after: previous, upTo: last, every: Self.snapshotEvery) != nil {
+            let state = await account.state
+            // A snapshot is a cache: when it cannot be saved, recovery reads more events.
+            try? await journal.saveSnapshot(
+                JournalSnapshot(shard: shard, stream: stream, seq: last, data: state.snapshotData(), at: at))
+        }
+        return account
+    }
+
+    private func lock(_ loanID: String) async {
+        if recording[loanID] == nil {
+            recording[loanID] = []
+            return
+        }
+        await withCheckedContinuation { recording[loanID, default: []].append($0) }
+    }
+
+    private func unlock(_ loanID: String) {
+        guard var waiters = recording[loanID], !waiters.isEmpty else {
+            recording.removeValue(forKey: loanID)
+            return
+        }
+        // The lock passes straight to the next waiter.
+        let next = waiters.removeFirst()
+        recording[loanID] = waiters
+        next.resume()
+    }
+
+    private func cache(_ id: String, _ account: LoanAccount, lastSeq: Int64) {
         if accounts.updateValue(account, forKey: id) == nil { order.append(id) }
-        while order.count > maxCached { accounts.removeValue(forKey: order.removeFirst()) }
+        lastSeqs[id] = lastSeq
+        while order.count > maxCached {
+            let evicted = order.removeFirst()
+            accounts.removeValue(forKey: evicted)
+            lastSeqs.removeValue(forKey: evicted)
+        }
+    }
+
+    private func forget(_ id: String) {
+        accounts.removeValue(forKey: id)
+        lastSeqs.removeValue(forKey: id)
     }
 }

@@ -14,6 +14,10 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "Seconds of end-to-end load.") var duration: Double = 20
     @Option(help: "Which parts to run: rules, connector, journal, checkouts, wire, cluster (comma-separated).")
     var only: String = "rules,connector,journal,checkouts,wire,cluster"
+    @Option(
+        name: .customLong("postgres"),
+        help: "PostgreSQL conninfo for the journal's PostgreSQL figures (`make bench` passes its private instance).")
+    var postgres: String?
 
     func run() async throws {
         let logger = Logs.bootstrap(label: "flux.bench")
@@ -47,12 +51,43 @@ struct BenchCommand: AsyncParsableCommand {
                     String(format: "journal:    SQLite %6.0f durable events/s at batch %d", f.eventsPerSecond, f.batch))
             }
             await store.close()
+            try await postgresFigures()
         }
         if parts.contains("checkouts") {
             try await checkouts(logger: logger)
         }
         if parts.contains("wire") { try await ClusterBench.wire() }
         if parts.contains("cluster") { try await ClusterBench.cluster(examples: examples, logger: logger) }
+    }
+
+    /// The PostgreSQL journal against raw COPY on the same database, in the same run (issue 3).
+    private func postgresFigures() async throws {
+        guard let postgres else {
+            print(
+                "journal:    PostgreSQL figures skipped (no --postgres CONNINFO; `make bench` starts a private instance)"
+            )
+            return
+        }
+        let f = try await runPostgresJournalBenchmarks(conninfo: postgres)
+        for d in f.durable {
+            print(
+                String(format: "journal:    PostgreSQL %6.0f durable events/s at batch %d", d.eventsPerSecond, d.batch)
+                    + (d.batch == 1024 ? "  [target ≥ 100,000]" : ""))
+        }
+        print(
+            String(
+                format:
+                    "journal:    PostgreSQL raw COPY of the same rows %6.0f events/s (1024 per COPY and commit); journal at batch 1024 = %.0f %% of it  [target ≥ 40 %%]",
+                f.rawCopyEventsPerSecond, f.ratio * 100))
+        func ms(_ d: Duration) -> Double {
+            let (s, atto) = d.components
+            return Double(s) * 1000 + Double(atto) / 1e15
+        }
+        print(
+            String(
+                format:
+                    "journal:    PostgreSQL flush latency (append → durable) at %.0f events/s offered: p50 %.2f ms, p99 %.2f ms, max %.2f ms  [target p99 ≤ 10 ms]",
+                f.latency.offeredEventsPerSecond, ms(f.latency.p50), ms(f.latency.p99), ms(f.latency.max)))
     }
 
     /// Simulated lenders with no latency, one node, open-loop load at `rate`.
