@@ -234,14 +234,20 @@ func freshPostgresDatabase() throws -> String {
         throw HarnessError("FLUX_TEST_POSTGRES is not set")
     }
     let name = "flux_it_\(UUID().uuidString.prefix(8).lowercased())"
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    p.arguments = ["psql", base, "-q", "-c", "CREATE DATABASE \(name)"]
-    p.standardOutput = FileHandle.nullDevice
-    p.standardError = FileHandle.nullDevice
-    try p.run()
-    p.waitUntilExit()
-    guard p.terminationStatus == 0 else { throw HarnessError("psql CREATE DATABASE failed") }
+    // CREATE DATABASE fails while another session uses template1 (tests running in parallel
+    // create theirs at the same moment): try again a few times.
+    for attempt in 0..<10 {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["psql", base, "-q", "-c", "CREATE DATABASE \(name)"]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        p.waitUntilExit()
+        if p.terminationStatus == 0 { break }
+        if attempt == 9 { throw HarnessError("psql CREATE DATABASE failed") }
+        Thread.sleep(forTimeInterval: 0.2 + Double.random(in: 0..<0.3))
+    }
     return base.split(separator: " ").map { $0.hasPrefix("dbname=") ? "dbname=\(name)" : String($0) }.joined(
         separator: " ")
 }

@@ -183,4 +183,12 @@ public actor LoanBook: LoanOpening {
         accounts.removeValue(forKey: id)
         lastSeqs.removeValue(forKey: id)
     }
+
+    /// Forgets the cached loans of shards this node gave up: their next owner may append to
+    /// them, so a later read here must come from the journal.
+    public func release(shards gone: Set<Int>) {
+        let ids = accounts.keys.filter { gone.contains(shards.shard(for: $0)) }
+        for id in ids { forget(id) }
+        order.removeAll { gone.contains(shards.shard(for: $0)) }
+    }
 }

@@ -53,7 +53,10 @@ enum NodeBootstrap {
         let owner = ShardOwner(
             cluster: cluster, table: shardTable, journal: journal, switchboard: switchboard, logger: logger,
             onAcquired: { shards in await lenders.recoverWatches(shards: shards) },
-            onReleased: { shards in await lenders.reconciler.release(shards: shards) })
+            onReleased: { shards in
+                await lenders.reconciler.release(shards: shards)
+                await loans.release(shards: Set(shards))
+            })
         node.owner.withLock { $0 = owner }
 
         let leave = LeaveSignal()
