@@ -130,6 +130,29 @@ import Testing
                 #expect(seen != nil, "\(node) did not get version \(version + 1)")
             }
 
+            // A lender descriptor published at one node is loaded by every node; a bad one by none.
+            let file = h.dir.appendingPathComponent("lenders/hero.json")
+            guard case .object(var hero) = try JSONValue.parse(Data(contentsOf: file)) else {
+                throw HarnessError("hero.json is not an object")
+            }
+            hero["timeout_ms"] = 1234
+            let published = try await h.request("n3", "PUT", "/v1/lenders/hero", body: .object(hero))
+            #expect(published.status == 200, "\(String(decoding: published.body, as: UTF8.self))")
+            func heroTimeout(_ node: String) async -> Int64? {
+                let list = try? await h.request(node, "GET", "/v1/lenders").json?["lenders"]?.arrayValue
+                return list?.first { $0["id"]?.stringValue == "hero" }?["descriptor"]?["timeout_ms"]?.intValue
+            }
+            for node in Self.ids {
+                let loaded = await ClusterHarness.timeUntil(.seconds(5)) { await heroTimeout(node) == 1234 }
+                #expect(loaded != nil, "\(node) did not load the published descriptor")
+            }
+            hero["timeout_ms"] = "soon"
+            let bad = try await h.request("n1", "PUT", "/v1/lenders/hero", body: .object(hero))
+            #expect(bad.status == 422)
+            #expect(bad.errorCode == "invalid_descriptor")
+            try await Task.sleep(for: .milliseconds(300))
+            for node in Self.ids { #expect(await heroTimeout(node) == 1234) }
+
             // kill -9 during a burst: every application answered 201 ends, nobody lends twice.
             var accepted: [String] = []
             for i in 0..<24 {

@@ -41,6 +41,9 @@ enum Forwarding {
         case "rules":
             let writes = (parts.count == 2 && method == .put) || (parts.count == 3 && parts[2] == "dials")
             return writes ? RulesBook.stream : nil
+        case "lenders":
+            // Publishing a descriptor goes to the owner of its stream; circuits are each node's own.
+            return parts.count == 3 && method == .put ? LenderConfigBook.stream : nil
         default:
             return nil
         }

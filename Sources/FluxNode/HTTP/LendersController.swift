@@ -1,4 +1,5 @@
 import FluxActors
+import FluxWire
 import Foundation
 import Hummingbird
 
@@ -25,19 +26,25 @@ struct LendersController: Sendable {
         return JSONResponse.make(.ok, one)
     }
 
-    /// Validates and hot-loads a descriptor on this node (the cluster broadcast comes with the
-    /// cluster). `422 invalid_descriptor` with the JSON path of the first bad field in `field`;
-    /// the old descriptor stays in force.
+    /// Validates, journals and hot-loads a descriptor; every node of the cluster loads it too
+    /// (`LenderConfigBook`; this node is the owner of the `config/lenders` stream: others
+    /// forward the request here). `422 invalid_descriptor` with the JSON path of the first bad
+    /// field in `field`; the old descriptor stays in force everywhere.
     @Sendable func put(_ request: Request, context: BasicRequestContext) async throws -> Response {
         var request = request
         let id = try context.parameters.require("id")
         let body = try await request.jsonObject()
+        let view: JSONValue
         do {
-            return JSONResponse.make(.ok, try await node.lenders.put(id: id, body: body))
-        } catch {
+            view = try await node.lenderConfig.publish(id: id, body: body)
+        } catch .invalid(let error) {
             throw APIError(
                 .unprocessableContent, "invalid_descriptor", "\(error.path): \(error.message)", field: error.path)
+        } catch .journal(let why) {
+            throw APIError.journalUnavailable(why)
         }
+        await node.cluster.broadcast(WireConfigPublish(kind: "lenders", version: 0, json: []))
+        return JSONResponse.make(.ok, view)
     }
 
     /// `{"state": "forced_open" | "closed"}`: refuse every `apply` until closed again, or reset

@@ -57,8 +57,16 @@ final class LenderAccess: Sendable {
         return .object(o)
     }
 
-    /// `PUT /v1/lenders/{id}`: validates and hot-loads a descriptor on this node. Throws the
-    /// first bad field; the old descriptor stays in force.
+    /// Checks a descriptor the way `put` would, without loading it.
+    func validate(id: String, body: JSONValue) throws(DescriptorError) {
+        if let given = body["id"], given != .string(id) {
+            throw DescriptorError(path: "$.id", message: "must be \(id), the id in the URL")
+        }
+        _ = try ConnectorDescriptor(json: body, resolver: .files(environment: environment, relativeTo: folder))
+    }
+
+    /// Validates and hot-loads a descriptor on this node (`LenderConfigBook` publishes it to the
+    /// cluster). Throws the first bad field; the old descriptor stays in force.
     func put(id: String, body: JSONValue) async throws(DescriptorError) -> JSONValue {
         if let given = body["id"], given != .string(id) {
             throw DescriptorError(path: "$.id", message: "must be \(id), the id in the URL")

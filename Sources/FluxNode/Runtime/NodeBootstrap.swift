@@ -46,9 +46,15 @@ enum NodeBootstrap {
             }, reconciler: lenders.reconciler)
         let switchboard = Switchboard(services: services)
         switchboardRef.withLock { $0 = switchboard }
+        let lenderConfig = LenderConfigBook(
+            journal: journal, shards: map, epoch: epoch, now: clock, lenders: lenders, logger: logger)
+        do { try await lenderConfig.refresh() } catch {
+            logger.warning("cannot read published lender descriptors yet", metadata: ["error": "\(error)"])
+        }
         let node = NodeRuntime(
             config: config, journal: JournalAccess(events: journal, store: store), switchboard: switchboard,
-            rules: rules, lenders: lenders, loans: loans, metrics: metrics, shardTable: shardTable, cluster: cluster,
+            rules: rules, lenders: lenders, lenderConfig: lenderConfig, loans: loans, metrics: metrics,
+            shardTable: shardTable, cluster: cluster,
             now: clock)
         let owner = ShardOwner(
             cluster: cluster, table: shardTable, journal: journal, switchboard: switchboard, logger: logger,
@@ -67,7 +73,11 @@ enum NodeBootstrap {
                 forward: { request, _ in await forwarded.serve(request) },
                 handOver: { shards, to in await owner.handOver(shards, to: to) },
                 configChanged: { news in
-                    if news.kind == "rules" { _ = try? await rules.refresh() }
+                    switch news.kind {
+                    case "rules": _ = try? await rules.refresh()
+                    case "lenders": try? await lenderConfig.refresh()
+                    default: break
+                    }
                 }))
         let publicApp = Application(
             responder: publicResponder,
@@ -100,6 +110,7 @@ enum NodeBootstrap {
             while !Task.isCancelled {
                 try? await Task.sleep(for: .seconds(2))
                 _ = try? await rules.refresh()
+                try? await lenderConfig.refresh()
             }
         }
         defer { refresher.cancel() }

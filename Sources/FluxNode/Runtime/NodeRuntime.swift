@@ -11,6 +11,7 @@ final class NodeRuntime: Sendable {
     let switchboard: Switchboard
     let rules: RulesBook
     let lenders: LenderAccess
+    let lenderConfig: LenderConfigBook
     let loans: LoanBook
     let metrics: NodeMetrics
     let shardTable: ShardTable
@@ -23,6 +24,7 @@ final class NodeRuntime: Sendable {
 
     init(
         config: NodeConfig, journal: JournalAccess, switchboard: Switchboard, rules: RulesBook, lenders: LenderAccess,
+        lenderConfig: LenderConfigBook,
         loans: LoanBook, metrics: NodeMetrics, shardTable: ShardTable, cluster: ClusterRuntime,
         now: @escaping @Sendable () -> Date
     ) {
@@ -32,6 +34,7 @@ final class NodeRuntime: Sendable {
         self.switchboard = switchboard
         self.rules = rules
         self.lenders = lenders
+        self.lenderConfig = lenderConfig
         self.loans = loans
         self.metrics = metrics
         self.shardTable = shardTable
