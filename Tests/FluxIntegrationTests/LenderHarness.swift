@@ -186,6 +186,17 @@ final class LenderHarness: @unchecked Sendable {
         return "node:\n" + String(node.suffix(3000)) + "\nsimulator:\n" + String(sim.suffix(1000))
     }
 
+    /// Runs `body`, then stops the node and the simulator whether it passed, failed or threw.
+    func run(_ body: (LenderHarness) async throws -> Void) async throws {
+        do {
+            try await body(self)
+        } catch {
+            await stop()
+            throw error
+        }
+        await stop()
+    }
+
     func stop() async {
         for p in [node, simulator] where p.isRunning {
             kill(p.processIdentifier, SIGTERM)

@@ -169,6 +169,18 @@ final class NodeHarness: @unchecked Sendable {
         try await waitReady("\(baseURL)/health/ready", process: node)
     }
 
+    /// Runs `body`, then stops the node and the simulator whether it passed, failed or threw (a
+    /// detached stop in a `defer` might never run before the test process exits).
+    func run(_ body: (NodeHarness) async throws -> Void) async throws {
+        do {
+            try await body(self)
+        } catch {
+            await stop()
+            throw error
+        }
+        await stop()
+    }
+
     func stop() async {
         await stopNode()
         if simulator.isRunning {
