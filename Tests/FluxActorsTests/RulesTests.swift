@@ -394,6 +394,11 @@ private func score(_ expression: String, _ request: CheckoutRequest = applicatio
         #expect(try holds("3 > customer.employees", request(2)))
         #expect(try holds("customer.employees < loan.tenure_months", request(2)))
         #expect(try holds("customer.employees < loan.tenure_months", request(2.5)))
+        #expect(try holds("customer.employees == '2'", request("2")))
+        #expect(try !holds("customer.employees != '2'", request("2")))
+        #expect(try holds("customer.employees != '22'", request("2")))
+        #expect(try !holds("customer.employees != '2'", request(2)))
+        #expect(try holds("customer.employees < '3'", request("2")))
         let ruleset = try Ruleset.compile([
             "lenders": [["lender_id": "l", "priority": 1, "when": ["customer.employees >= 2"]]]
         ])

@@ -279,10 +279,13 @@ final class SlotCompareNode: RuleNode, @unchecked Sendable {
         self.constant = constant
     }
     override func run(_ frame: RuleFrame) -> RuleValue {
-        if case .integer(let x) = frame.slots[slot], case .integer(let y) = constant {
-            return .boolean(integerCompare(op, x, y))
+        switch (frame.slots[slot], constant) {
+        case (.integer(let x), .integer(let y)): return .boolean(integerCompare(op, x, y))
+        case (.string(let x), .string(let y)) where op == .equal || op == .notEqual:
+            // As `RuleOperations.looselyEqual`: unequal lengths settle it without the bytes.
+            return .boolean((x.utf8.count == y.utf8.count && x == y) == (op == .equal))
+        default: return RuleOperations.compare(op, frame.slots[slot], constant)
         }
-        return RuleOperations.compare(op, frame.slots[slot], constant)
     }
 }
 
