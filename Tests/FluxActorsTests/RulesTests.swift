@@ -323,6 +323,92 @@ private func score(_ expression: String, _ request: CheckoutRequest = applicatio
         #expect(!decision.ranked.contains { $0.lenderID == "hero" })
     }
 
+    /// A lone plain failure shares a precomputed list; a second failure, a fault or a missing
+    /// connector must still come out complete and in order.
+    @Test func failedListsKeepTheirOrderAroundALoneFailure() throws {
+        let ruleset = try Ruleset.compile([
+            "lenders": [
+                [
+                    "lender_id": "l", "priority": 1,
+                    "when": ["customer.bureau_score > 800", "customer.employer == 'acme'", "true"],
+                ],
+                ["lender_id": "m", "priority": 1, "when": ["true", "customer.bureau_score > 800"]],
+            ]
+        ])
+        let decision = ruleset.evaluate(application(), today: today, hasConnector: { $0 != "m" })
+        #expect(
+            decision.excluded == [
+                ExcludedLender(
+                    lenderID: "l",
+                    failed: [
+                        "customer.bureau_score > 800",
+                        "customer.employer == 'acme' (customer.employer is missing)",
+                    ]),
+                ExcludedLender(lenderID: "m", failed: ["no connector descriptor", "customer.bureau_score > 800"]),
+            ])
+        let alone = ruleset.evaluate(application(), today: today, hasConnector: { _ in true })
+        #expect(alone.excluded.last == ExcludedLender(lenderID: "m", failed: ["customer.bureau_score > 800"]))
+    }
+
+    /// Validated optional fields are read from `CheckoutRequest`'s typed properties; absent or
+    /// null they are missing, as when they were read from the raw body.
+    @Test func typedOptionalFieldsReadLikeTheBody() throws {
+        let ruleset = try Ruleset.compile([
+            "lenders": [
+                [
+                    "lender_id": "l", "priority": 1,
+                    "when": [
+                        "customer.pincode == '560001'", "customer.monthly_income_paise == 9000000",
+                        "product.category == 'mobile'", "product.price_paise == 7990000",
+                        "product.sku == 'iphone-16-128'",
+                        "customer.email == 'asha@example.in'",
+                    ],
+                ]
+            ]
+        ])
+        #expect(ruleset.evaluate(application(), today: today, hasConnector: { _ in true }).ranked.count == 1)
+        let nulled = application(extra: ["pincode": .null, "monthly_income_paise": .null])
+        #expect(
+            ruleset.evaluate(nulled, today: today, hasConnector: { _ in true }).excluded.first?.failed == [
+                "customer.pincode == '560001' (customer.pincode is missing)",
+                "customer.monthly_income_paise == 9000000 (customer.monthly_income_paise is missing)",
+            ])
+    }
+
+    /// The integer and string fast paths give what the general operations give, including for
+    /// values of another kind than the constants (an unvalidated field holding anything).
+    @Test func fastPathsAgreeWithTheGeneralOperations() throws {
+        func request(_ employees: JSONValue) -> CheckoutRequest { application(extra: ["employees": employees]) }
+        #expect(try holds("customer.employees in [1, 2, 3]", request(2)))
+        #expect(try !holds("customer.employees in [1, 2, 3]", request(2.5)))
+        #expect(try holds("customer.employees in [1, 2, 3]", request(2.0)))
+        #expect(try !holds("customer.employees in ['2', 'x']", request(2)))
+        #expect(try holds("customer.employees not in ['2', 'x']", request(2)))
+        #expect(try holds("customer.employees in ['2', 'x']", request("2")))
+        #expect(try !holds("customer.employees in [1, 2, 3]", request("2")))
+        #expect(try holds("customer.employees between 1 and 3", request(3)))
+        #expect(try holds("customer.employees between 1 and 3", request(2.5)))
+        #expect(try !holds("customer.employees not between 1 and 3", request(1)))
+        #expect(try holds("customer.employees >= 2", request(2)))
+        #expect(try holds("customer.employees >= 2", request(2.5)))
+        #expect(try holds("3 > customer.employees", request(2)))
+        #expect(try holds("customer.employees < loan.tenure_months", request(2)))
+        #expect(try holds("customer.employees < loan.tenure_months", request(2.5)))
+        #expect(try holds("customer.employees == '2'", request("2")))
+        #expect(try !holds("customer.employees != '2'", request("2")))
+        #expect(try holds("customer.employees != '22'", request("2")))
+        #expect(try !holds("customer.employees != '2'", request(2)))
+        #expect(try holds("customer.employees < '3'", request("2")))
+        let ruleset = try Ruleset.compile([
+            "lenders": [["lender_id": "l", "priority": 1, "when": ["customer.employees >= 2"]]]
+        ])
+        let decision = ruleset.evaluate(request("many"), today: today, hasConnector: { _ in true })
+        #expect(
+            decision.excluded.first?.failed == [
+                "customer.employees >= 2 ('>=' cannot compare a string with a number)"
+            ])
+    }
+
     @Test func missingFieldFailsWithAReason() throws {
         let ruleset = try Ruleset.compile([
             "lenders": [

@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import Foundation
 import Testing
 
@@ -146,11 +147,15 @@ import Testing
         for v: UInt64 in 1...100 { h.record(v * 1_000_000) }
         let r = LoadReport(
             targets: ["http://127.0.0.1:8080"], intendedRate: 100, durationSeconds: 1, sent: 100, completed: 98,
-            dropped: 0, errors: ["timeout": 2], byHTTPStatus: [201: 98],
+            dropped: 0, failedSends: ["connection refused": 1], timedOut: 2, brokenReplies: [:],
+            byHTTPStatus: [201: 98],
             byApplicationStatus: ["disbursed": 90, "declined": 8],
-            elapsedSeconds: 1.2, latency: h)
+            elapsedSeconds: 1.2, latency: h, sendLag: LatencyHistogram(), connectionsPerTarget: 58)
         let text = r.render()
-        for needle in ["sent", "100", "completed", "98", "timeout", "201", "disbursed", "p99.9", "100.00", "81.7/s"] {
+        for needle in [
+            "sent", "100", "completed", "98", "timed out (slow reply)", "failed sends", "connection refused", "201",
+            "disbursed", "p99.9", "100.00", "81.7/s", "send lag", "58 connections",
+        ] {
             #expect(text.contains(needle), "render lacks \(needle)")
         }
         #expect(abs(r.p50Ms - 50) < 0.5)
@@ -158,6 +163,9 @@ import Testing
         #expect(json.value(at: "sent") == .int(100))
         #expect(json.value(at: "by_http_status.201") == .int(98))
         #expect(json.value(at: "errors.timeout") == .int(2))
+        #expect(json.value(at: "timed_out") == .int(2))
+        #expect(json.value(at: "failed_sends.connection refused") == .int(1))
+        #expect(json.value(at: "connections_per_target") == .int(58))
         #expect(json.value(at: "latency_ms.max") == .double(100))
         #expect(abs(r.maxMs - 100) < 0.001)
     }
@@ -175,5 +183,35 @@ import Testing
             try LoadGenOptions(targets: [URL(string: "ftp://x")!], rate: 1, durationSeconds: 1).validate()
         }
         #expect(throws: Never.self) { try LoadGenOptions(targets: [url], rate: 500, durationSeconds: 10).validate() }
+    }
+
+    /// Little's law with headroom: the pool grows with the rate and the expected latency, and
+    /// an explicit size wins.
+    @Test func poolIsSizedFromRateAndLatency() {
+        let url = URL(string: "http://127.0.0.1:8080")!
+        #expect(LoadGenOptions(targets: [url], rate: 2000, durationSeconds: 1).poolSize == 208)
+        #expect(LoadGenOptions(targets: [url, url], rate: 2000, durationSeconds: 1).poolSize == 108)
+        #expect(
+            LoadGenOptions(targets: [url], rate: 2000, durationSeconds: 1, expectedLatencySeconds: 0.25).poolSize
+                == 1008)
+        #expect(LoadGenOptions(targets: [url], rate: 1, durationSeconds: 1).poolSize == 9)
+        // A `Prefer: wait` reply may take the whole wait.
+        #expect(LoadGenOptions(targets: [url], rate: 100, durationSeconds: 1, waitSeconds: 5).poolSize == 1008)
+        #expect(LoadGenOptions(targets: [url], rate: 1_000_000, durationSeconds: 1).poolSize == 4096)
+        #expect(LoadGenOptions(targets: [url], rate: 2000, durationSeconds: 1, maxInFlight: 100).poolSize == 100)
+        #expect(LoadGenOptions(targets: [url], rate: 2000, durationSeconds: 1, connectionsPerTarget: 7).poolSize == 7)
+        #expect(throws: LoadGenError.self) {
+            try LoadGenOptions(targets: [url], rate: 1, durationSeconds: 1, connectionsPerTarget: 5000).validate()
+        }
+    }
+
+    @Test func failuresAreSortedIntoNotSentSlowAndBroken() {
+        #expect(SendFailure(HTTPClientError.getConnectionFromPoolTimeout) == .notSent("no connection in time"))
+        #expect(SendFailure(HTTPClientError.connectTimeout) == .notSent("connect timeout"))
+        #expect(SendFailure(HTTPClientError.deadlineExceeded) == .timedOut)
+        #expect(SendFailure(HTTPClientError.readTimeout) == .timedOut)
+        #expect(SendFailure(HTTPClientError.remoteConnectionClosed) == .broken("connection closed"))
+        struct Refused: Error, CustomStringConvertible { var description: String { "connect(2): Connection refused" } }
+        #expect(SendFailure(Refused()) == .notSent("connection refused"))
     }
 }

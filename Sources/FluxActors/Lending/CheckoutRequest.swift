@@ -28,6 +28,14 @@ public struct CheckoutRequest: Sendable, Equatable {
     public var amountPaise: Int64
     public var tenureMonths: Int
     public var mode: Mode
+    // The optional fields CONTRACT §2 validates, kept as read so that the rules engine takes
+    // them from here instead of walking `raw` on every decision. nil when absent or null.
+    public var email: String?
+    public var pincode: String?
+    public var monthlyIncomePaise: Int64?
+    public var productSKU: String?
+    public var productCategory: String?
+    public var productPricePaise: Int64?
     /// The whole body as sent, validated. Rules and templates read `customer.…`, `loan.…` from it.
     public var raw: JSONValue
 
@@ -45,17 +53,17 @@ public struct CheckoutRequest: Sendable, Equatable {
         customerID = try v.string("customer.id", pattern: .identifier)
         customerName = try v.string("customer.name")
         phone = try v.string("customer.phone", pattern: .phone)
-        _ = try v.optionalString("customer.email", pattern: .email)
+        email = try v.optionalString("customer.email", pattern: .email)
         pan = try v.string("customer.pan", pattern: .pan)
         dateOfBirth = try v.string("customer.date_of_birth", pattern: .date)
-        _ = try v.optionalString("customer.pincode", pattern: .pincode)
-        _ = try v.optionalInt("customer.monthly_income_paise", range: 0...Int64.max / 2)
+        pincode = try v.optionalString("customer.pincode", pattern: .pincode)
+        monthlyIncomePaise = try v.optionalInt("customer.monthly_income_paise", range: 0...Int64.max / 2)
         bureauScore = Int(try v.int("customer.bureau_score", range: 300...900))
         if json["product"] != nil {
             _ = try v.object("product")
-            _ = try v.optionalString("product.sku")
-            _ = try v.optionalString("product.category")
-            _ = try v.optionalInt("product.price_paise", range: 1...Self.maxAmountPaise)
+            productSKU = try v.optionalString("product.sku")
+            productCategory = try v.optionalString("product.category")
+            productPricePaise = try v.optionalInt("product.price_paise", range: 1...Self.maxAmountPaise)
         }
         _ = try v.object("loan")
         amountPaise = try v.int("loan.amount_paise", range: 1...Self.maxAmountPaise)

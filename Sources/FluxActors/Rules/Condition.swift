@@ -18,7 +18,7 @@ public struct Condition: Sendable {
         }
     }
 
-    private init(text: String, frame: RuleFrameLayout, code: @escaping RuleCode) {
+    private init(text: String, frame: RuleFrameLayout, code: RuleCode) {
         self.text = text
         self.frame = frame
         self.code = code

@@ -1,111 +1,380 @@
-/// Turns a checked expression into closures. The common shapes (a field against a constant,
-/// a field in a constant list) get closures of their own so that a typical condition is one
-/// call and one switch.
+/// A compiled expression: a tree of nodes built once per ruleset version. Each node kind is a
+/// final subclass, so running one is a virtual call on a guaranteed reference (no closure
+/// context to retain). The common shapes (a field against a constant, a field in a constant
+/// list) have nodes of their own so that a typical condition is one call; every node computes
+/// exactly what `RuleOperations` computes (integer fast paths fall back to it for any other
+/// value), so faults and their messages are the same in every shape.
+///
+/// `@unchecked Sendable`: a node is immutable after init (every stored property of every
+/// subclass is a `let` of a `Sendable` type), so sharing one across threads is safe. The base
+/// class cannot be `final`, which is what stops the checked conformance.
+class RuleNode: @unchecked Sendable {
+    func run(_ frame: RuleFrame) -> RuleValue { preconditionFailure("RuleNode is abstract") }
+
+    @inline(__always)
+    final func callAsFunction(_ frame: RuleFrame) -> RuleValue { run(frame) }
+}
+
+typealias RuleCode = RuleNode
+
 extension ExpressionCompiler {
     static func emit(_ expression: TypedExpression) -> RuleCode {
         switch expression {
         case .constant(let v):
-            return { _ in v }
+            return ConstantNode(v)
         case .slot(let i):
-            return { frame in frame.slots[i] }
+            return SlotNode(i)
         case .list(let items):
-            let codes = items.map(emit)
-            return { frame in .list(codes.map { $0(frame) }) }
+            return ListNode(items.map(emit))
         case .negate(let a):
-            let code = emit(a)
-            return { frame in RuleOperations.negate(code(frame)) }
+            return NegateNode(emit(a))
         case .not(let a):
-            let code = emit(a)
-            return { frame in RuleOperations.not(code(frame)) }
+            return NotNode(emit(a))
         case .call(let function, let a):
-            let code = emit(a)
-            return { frame in RuleOperations.call(function, code(frame), today: frame.today) }
+            return CallNode(function, emit(a))
         case .binary(let op, let a, let b):
             return emitBinary(op, a, b)
         case .membership(let a, let b, let negated):
             if case .constant(.list(let elements)) = b {
-                if case .slot(let i) = a {
-                    return { frame in
-                        let x = frame.slots[i]
-                        if case .fault = x { return x }
-                        return RuleOperations.contains(elements, x, negated: negated)
-                    }
-                }
-                let code = emit(a)
-                return { frame in
-                    let x = code(frame)
-                    if case .fault = x { return x }
-                    return RuleOperations.contains(elements, x, negated: negated)
-                }
+                if case .slot(let i) = a { return SlotInListNode(i, elements, negated: negated) }
+                return InListNode(emit(a), elements, negated: negated)
             }
-            let x = emit(a)
-            let list = emit(b)
-            return { frame in RuleOperations.membership(x(frame), list(frame), negated: negated) }
+            return MembershipNode(emit(a), emit(b), negated: negated)
         case .between(let a, let low, let high, let negated):
             if case .slot(let i) = a, let lo = low.constantValue, let hi = high.constantValue {
-                return { frame in RuleOperations.between(frame.slots[i], lo, hi, negated: negated) }
+                return SlotBetweenNode(i, lo, hi, negated: negated)
             }
-            let x = emit(a)
-            let lo = emit(low)
-            let hi = emit(high)
-            return { frame in RuleOperations.between(x(frame), lo(frame), hi(frame), negated: negated) }
+            return BetweenNode(emit(a), emit(low), emit(high), negated: negated)
         }
     }
 
     private static func emitBinary(_ op: BinaryOperator, _ a: TypedExpression, _ b: TypedExpression) -> RuleCode {
         switch op {
         case .and:
-            let left = emit(a)
-            let right = emit(b)
-            return { frame in
-                switch RuleOperations.truth(left(frame), "and") {
-                case .failure(let f): return .fault(f)
-                case .success(false): return .boolean(false)
-                case .success(true):
-                    switch RuleOperations.truth(right(frame), "and") {
-                    case .success(let r): return .boolean(r)
-                    case .failure(let f): return .fault(f)
-                    }
-                }
-            }
+            return AndNode(emit(a), emit(b))
         case .or:
-            let left = emit(a)
-            let right = emit(b)
-            return { frame in
-                switch RuleOperations.truth(left(frame), "or") {
-                case .failure(let f): return .fault(f)
-                case .success(true): return .boolean(true)
-                case .success(false):
-                    switch RuleOperations.truth(right(frame), "or") {
-                    case .success(let r): return .boolean(r)
-                    case .failure(let f): return .fault(f)
-                    }
-                }
-            }
+            return OrNode(emit(a), emit(b))
         case .equal, .notEqual, .less, .lessOrEqual, .greater, .greaterOrEqual:
             switch (a, b) {
-            case (.slot(let i), .constant(let c)):
-                return { frame in RuleOperations.compare(op, frame.slots[i], c) }
-            case (.constant(let c), .slot(let i)):
-                return { frame in RuleOperations.compare(op, c, frame.slots[i]) }
-            case (.slot(let i), .slot(let j)):
-                return { frame in RuleOperations.compare(op, frame.slots[i], frame.slots[j]) }
-            default:
-                let left = emit(a)
-                let right = emit(b)
-                return { frame in RuleOperations.compare(op, left(frame), right(frame)) }
+            case (.slot(let i), .constant(let c)): return SlotCompareNode(op, i, c)
+            case (.constant(let c), .slot(let i)): return ConstantCompareSlotNode(op, c, i)
+            case (.slot(let i), .slot(let j)): return SlotsCompareNode(op, i, j)
+            default: return CompareNode(op, emit(a), emit(b))
             }
         case .add, .subtract, .multiply, .divide, .remainder:
             switch (a, b) {
-            case (.slot(let i), .constant(let c)):
-                return { frame in RuleOperations.arithmetic(op, frame.slots[i], c) }
-            case (.constant(let c), .slot(let i)):
-                return { frame in RuleOperations.arithmetic(op, c, frame.slots[i]) }
-            default:
-                let left = emit(a)
-                let right = emit(b)
-                return { frame in RuleOperations.arithmetic(op, left(frame), right(frame)) }
+            case (.slot(let i), .constant(let c)): return SlotArithmeticNode(op, i, c)
+            case (.constant(let c), .slot(let i)): return ConstantArithmeticSlotNode(op, c, i)
+            default: return ArithmeticNode(op, emit(a), emit(b))
             }
         }
+    }
+}
+
+/// `x OP y` on two integers, as `RuleOperations.compare` computes it.
+@inline(__always)
+private func integerCompare(_ op: BinaryOperator, _ x: Int64, _ y: Int64) -> Bool {
+    switch op {
+    case .equal: x == y
+    case .notEqual: x != y
+    case .less: x < y
+    case .lessOrEqual: x <= y
+    case .greater: x > y
+    default: x >= y
+    }
+}
+
+final class ConstantNode: RuleNode, @unchecked Sendable {
+    let value: RuleValue
+    init(_ value: RuleValue) { self.value = value }
+    override func run(_ frame: RuleFrame) -> RuleValue { value }
+}
+
+final class SlotNode: RuleNode, @unchecked Sendable {
+    let slot: Int
+    init(_ slot: Int) { self.slot = slot }
+    override func run(_ frame: RuleFrame) -> RuleValue { frame.slots[slot] }
+}
+
+final class ListNode: RuleNode, @unchecked Sendable {
+    let items: [RuleNode]
+    init(_ items: [RuleNode]) { self.items = items }
+    override func run(_ frame: RuleFrame) -> RuleValue { .list(items.map { $0.run(frame) }) }
+}
+
+final class NegateNode: RuleNode, @unchecked Sendable {
+    let a: RuleNode
+    init(_ a: RuleNode) { self.a = a }
+    override func run(_ frame: RuleFrame) -> RuleValue { RuleOperations.negate(a.run(frame)) }
+}
+
+final class NotNode: RuleNode, @unchecked Sendable {
+    let a: RuleNode
+    init(_ a: RuleNode) { self.a = a }
+    override func run(_ frame: RuleFrame) -> RuleValue { RuleOperations.not(a.run(frame)) }
+}
+
+final class CallNode: RuleNode, @unchecked Sendable {
+    let function: RuleOperations.Function
+    let a: RuleNode
+    init(_ function: RuleOperations.Function, _ a: RuleNode) {
+        self.function = function
+        self.a = a
+    }
+    override func run(_ frame: RuleFrame) -> RuleValue {
+        RuleOperations.call(function, a.run(frame), today: frame.today)
+    }
+}
+
+final class SlotInListNode: RuleNode, @unchecked Sendable {
+    let slot: Int
+    let elements: [RuleValue]
+    let negated: Bool
+    /// The elements when all are strings, or all integers: a value of that kind is then looked
+    /// up without matching each element's kind (any other value takes the general path).
+    let strings: [String]?
+    let integers: [Int64]?
+    init(_ slot: Int, _ elements: [RuleValue], negated: Bool) {
+        self.slot = slot
+        self.elements = elements
+        self.negated = negated
+        var strings: [String] = []
+        var integers: [Int64] = []
+        for element in elements {
+            switch element {
+            case .string(let s): strings.append(s)
+            case .integer(let i): integers.append(i)
+            default: break
+            }
+        }
+        self.strings = strings.count == elements.count ? strings : nil
+        self.integers = integers.count == elements.count ? integers : nil
+    }
+    override func run(_ frame: RuleFrame) -> RuleValue {
+        switch frame.slots[slot] {
+        case .string(let x):
+            if let strings { return .boolean(strings.contains(x) != negated) }
+        case .integer(let x):
+            if let integers { return .boolean(integers.contains(x) != negated) }
+        default: break
+        }
+        let x = frame.slots[slot]
+        if case .fault = x { return x }
+        return RuleOperations.contains(elements, x, negated: negated)
+    }
+}
+
+final class InListNode: RuleNode, @unchecked Sendable {
+    let a: RuleNode
+    let elements: [RuleValue]
+    let negated: Bool
+    init(_ a: RuleNode, _ elements: [RuleValue], negated: Bool) {
+        self.a = a
+        self.elements = elements
+        self.negated = negated
+    }
+    override func run(_ frame: RuleFrame) -> RuleValue {
+        let x = a.run(frame)
+        if case .fault = x { return x }
+        return RuleOperations.contains(elements, x, negated: negated)
+    }
+}
+
+final class MembershipNode: RuleNode, @unchecked Sendable {
+    let a: RuleNode
+    let list: RuleNode
+    let negated: Bool
+    init(_ a: RuleNode, _ list: RuleNode, negated: Bool) {
+        self.a = a
+        self.list = list
+        self.negated = negated
+    }
+    override func run(_ frame: RuleFrame) -> RuleValue {
+        RuleOperations.membership(a.run(frame), list.run(frame), negated: negated)
+    }
+}
+
+final class SlotBetweenNode: RuleNode, @unchecked Sendable {
+    let slot: Int
+    let low: RuleValue
+    let high: RuleValue
+    let negated: Bool
+    init(_ slot: Int, _ low: RuleValue, _ high: RuleValue, negated: Bool) {
+        self.slot = slot
+        self.low = low
+        self.high = high
+        self.negated = negated
+    }
+    override func run(_ frame: RuleFrame) -> RuleValue {
+        if case .integer(let x) = frame.slots[slot], case .integer(let lo) = low, case .integer(let hi) = high {
+            return .boolean((lo <= x && x <= hi) != negated)
+        }
+        return RuleOperations.between(frame.slots[slot], low, high, negated: negated)
+    }
+}
+
+final class BetweenNode: RuleNode, @unchecked Sendable {
+    let a: RuleNode
+    let low: RuleNode
+    let high: RuleNode
+    let negated: Bool
+    init(_ a: RuleNode, _ low: RuleNode, _ high: RuleNode, negated: Bool) {
+        self.a = a
+        self.low = low
+        self.high = high
+        self.negated = negated
+    }
+    override func run(_ frame: RuleFrame) -> RuleValue {
+        RuleOperations.between(a.run(frame), low.run(frame), high.run(frame), negated: negated)
+    }
+}
+
+final class AndNode: RuleNode, @unchecked Sendable {
+    let left: RuleNode
+    let right: RuleNode
+    init(_ left: RuleNode, _ right: RuleNode) {
+        self.left = left
+        self.right = right
+    }
+    override func run(_ frame: RuleFrame) -> RuleValue {
+        switch RuleOperations.truth(left.run(frame), "and") {
+        case .failure(let f): return .fault(f)
+        case .success(false): return .boolean(false)
+        case .success(true):
+            switch RuleOperations.truth(right.run(frame), "and") {
+            case .success(let r): return .boolean(r)
+            case .failure(let f): return .fault(f)
+            }
+        }
+    }
+}
+
+final class OrNode: RuleNode, @unchecked Sendable {
+    let left: RuleNode
+    let right: RuleNode
+    init(_ left: RuleNode, _ right: RuleNode) {
+        self.left = left
+        self.right = right
+    }
+    override func run(_ frame: RuleFrame) -> RuleValue {
+        switch RuleOperations.truth(left.run(frame), "or") {
+        case .failure(let f): return .fault(f)
+        case .success(true): return .boolean(true)
+        case .success(false):
+            switch RuleOperations.truth(right.run(frame), "or") {
+            case .success(let r): return .boolean(r)
+            case .failure(let f): return .fault(f)
+            }
+        }
+    }
+}
+
+final class SlotCompareNode: RuleNode, @unchecked Sendable {
+    let op: BinaryOperator
+    let slot: Int
+    let constant: RuleValue
+    init(_ op: BinaryOperator, _ slot: Int, _ constant: RuleValue) {
+        self.op = op
+        self.slot = slot
+        self.constant = constant
+    }
+    override func run(_ frame: RuleFrame) -> RuleValue {
+        switch (frame.slots[slot], constant) {
+        case (.integer(let x), .integer(let y)): return .boolean(integerCompare(op, x, y))
+        case (.string(let x), .string(let y)) where op == .equal || op == .notEqual:
+            // As `RuleOperations.looselyEqual`: unequal lengths settle it without the bytes.
+            return .boolean((x.utf8.count == y.utf8.count && x == y) == (op == .equal))
+        default: return RuleOperations.compare(op, frame.slots[slot], constant)
+        }
+    }
+}
+
+final class ConstantCompareSlotNode: RuleNode, @unchecked Sendable {
+    let op: BinaryOperator
+    let constant: RuleValue
+    let slot: Int
+    init(_ op: BinaryOperator, _ constant: RuleValue, _ slot: Int) {
+        self.op = op
+        self.constant = constant
+        self.slot = slot
+    }
+    override func run(_ frame: RuleFrame) -> RuleValue {
+        if case .integer(let x) = constant, case .integer(let y) = frame.slots[slot] {
+            return .boolean(integerCompare(op, x, y))
+        }
+        return RuleOperations.compare(op, constant, frame.slots[slot])
+    }
+}
+
+final class SlotsCompareNode: RuleNode, @unchecked Sendable {
+    let op: BinaryOperator
+    let left: Int
+    let right: Int
+    init(_ op: BinaryOperator, _ left: Int, _ right: Int) {
+        self.op = op
+        self.left = left
+        self.right = right
+    }
+    override func run(_ frame: RuleFrame) -> RuleValue {
+        if case .integer(let x) = frame.slots[left], case .integer(let y) = frame.slots[right] {
+            return .boolean(integerCompare(op, x, y))
+        }
+        return RuleOperations.compare(op, frame.slots[left], frame.slots[right])
+    }
+}
+
+final class CompareNode: RuleNode, @unchecked Sendable {
+    let op: BinaryOperator
+    let left: RuleNode
+    let right: RuleNode
+    init(_ op: BinaryOperator, _ left: RuleNode, _ right: RuleNode) {
+        self.op = op
+        self.left = left
+        self.right = right
+    }
+    override func run(_ frame: RuleFrame) -> RuleValue {
+        RuleOperations.compare(op, left.run(frame), right.run(frame))
+    }
+}
+
+final class SlotArithmeticNode: RuleNode, @unchecked Sendable {
+    let op: BinaryOperator
+    let slot: Int
+    let constant: RuleValue
+    init(_ op: BinaryOperator, _ slot: Int, _ constant: RuleValue) {
+        self.op = op
+        self.slot = slot
+        self.constant = constant
+    }
+    override func run(_ frame: RuleFrame) -> RuleValue {
+        RuleOperations.arithmetic(op, frame.slots[slot], constant)
+    }
+}
+
+final class ConstantArithmeticSlotNode: RuleNode, @unchecked Sendable {
+    let op: BinaryOperator
+    let constant: RuleValue
+    let slot: Int
+    init(_ op: BinaryOperator, _ constant: RuleValue, _ slot: Int) {
+        self.op = op
+        self.constant = constant
+        self.slot = slot
+    }
+    override func run(_ frame: RuleFrame) -> RuleValue {
+        RuleOperations.arithmetic(op, constant, frame.slots[slot])
+    }
+}
+
+final class ArithmeticNode: RuleNode, @unchecked Sendable {
+    let op: BinaryOperator
+    let left: RuleNode
+    let right: RuleNode
+    init(_ op: BinaryOperator, _ left: RuleNode, _ right: RuleNode) {
+        self.op = op
+        self.left = left
+        self.right = right
+    }
+    override func run(_ frame: RuleFrame) -> RuleValue {
+        RuleOperations.arithmetic(op, left.run(frame), right.run(frame))
     }
 }

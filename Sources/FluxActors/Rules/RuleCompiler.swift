@@ -6,9 +6,6 @@ struct RuleFrame {
     let today: CivilDay
 }
 
-/// A compiled expression: a tree of closures built once per ruleset version.
-typealias RuleCode = @Sendable (RuleFrame) -> RuleValue
-
 /// A field-derived value computed once per evaluation: `age(customer.date_of_birth)`.
 struct DerivedSlot: Sendable {
     var function: RuleOperations.Function

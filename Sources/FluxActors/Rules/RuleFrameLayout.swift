@@ -29,7 +29,8 @@ struct RuleFrameLayout: Sendable {
     /// properties (the same values as in `raw`) rather than by hashing keys into `raw`.
     enum TypedField: Sendable {
         case merchantID, storeID, mode, customerID, customerName, phone, pan, dateOfBirth, bureauScore
-        case amountPaise, tenureMonths
+        case amountPaise, tenureMonths, email, pincode, monthlyIncomePaise, productSKU, productCategory
+        case productPricePaise
 
         init?(_ dotted: String) {
             switch dotted {
@@ -44,12 +45,18 @@ struct RuleFrameLayout: Sendable {
             case "customer.bureau_score": self = .bureauScore
             case "loan.amount_paise": self = .amountPaise
             case "loan.tenure_months": self = .tenureMonths
+            case "customer.email": self = .email
+            case "customer.pincode": self = .pincode
+            case "customer.monthly_income_paise": self = .monthlyIncomePaise
+            case "product.sku": self = .productSKU
+            case "product.category": self = .productCategory
+            case "product.price_paise": self = .productPricePaise
             default: return nil
             }
         }
 
         @inline(__always)
-        func value(in request: CheckoutRequest) -> RuleValue? {
+        func value(in request: borrowing CheckoutRequest) -> RuleValue? {
             switch self {
             case .merchantID: .string(request.merchantID)
             case .storeID: request.storeID.map { .string($0) }
@@ -62,6 +69,12 @@ struct RuleFrameLayout: Sendable {
             case .bureauScore: .integer(Int64(request.bureauScore))
             case .amountPaise: .integer(request.amountPaise)
             case .tenureMonths: .integer(Int64(request.tenureMonths))
+            case .email: request.email.map { .string($0) }
+            case .pincode: request.pincode.map { .string($0) }
+            case .monthlyIncomePaise: request.monthlyIncomePaise.map { .integer($0) }
+            case .productSKU: request.productSKU.map { .string($0) }
+            case .productCategory: request.productCategory.map { .string($0) }
+            case .productPricePaise: request.productPricePaise.map { .integer($0) }
             }
         }
     }
@@ -157,40 +170,52 @@ struct RuleFrameLayout: Sendable {
 
     /// Fills a frame for `application` and runs `body` with it. The frame lives on the stack
     /// and is torn down before this returns; `body` must not keep it.
-    func withFrame<R>(_ request: CheckoutRequest, today: Date, _ body: (RuleFrame) -> R) -> R {
-        let count = slotCount
-        let civilToday = CivilDay(today)
-        return withUnsafeTemporaryAllocation(of: RuleValue.self, capacity: max(count, 1)) { buffer in
-            withUnsafeTemporaryAllocation(of: Bool.self, capacity: max(count, 1)) { filled in
-                // Slots start as a trivial value (no reference to count); a field slot that the
-                // request does not fill gets its shared "… is missing" fault afterwards.
-                let base = buffer.baseAddress!
-                base.initialize(repeating: .boolean(false), count: count)
-                defer { base.deinitialize(count: count) }
-                let isFilled = filled.baseAddress!
-                isFilled.initialize(repeating: false, count: count)
-                for t in typed {
-                    if let value = t.field.value(in: request) {
-                        base[t.slot] = value
-                        isFilled[t.slot] = true
-                    }
+    func withFrame<R>(_ request: borrowing CheckoutRequest, today: Date, _ body: (RuleFrame) -> R) -> R {
+        // The closures below capture a pointer to the request, not the request: capturing the
+        // value would copy it (a retain and a release of each of its strings) on every decision.
+        withUnsafePointer(to: request) { request in
+            withUnsafeTemporaryAllocation(of: RuleValue.self, capacity: max(slotCount, 1)) { buffer in
+                withUnsafeTemporaryAllocation(of: Bool.self, capacity: max(slotCount, 1)) { filled in
+                    fill(request, today: CivilDay(today), slots: buffer.baseAddress!, filled: filled.baseAddress!, body)
                 }
-                if rootCount > 0 {
-                    steps.withUnsafeBufferPointer { steps in
-                        Self.fill(steps, 0, rootCount, from: request.raw, into: base, filled: isFilled)
-                    }
-                }
-                missing.withUnsafeBufferPointer { missing in
-                    for i in missing.indices where !isFilled[missing[i].slot] {
-                        base[missing[i].slot] = .fault(missing[i].fault)
-                    }
-                }
-                for d in derived {
-                    base[d.slot] = RuleOperations.call(d.function, base[d.source], today: civilToday)
-                }
-                return body(RuleFrame(slots: base, today: civilToday))
             }
         }
+    }
+
+    private func fill<R>(
+        _ request: UnsafePointer<CheckoutRequest>, today: CivilDay, slots base: UnsafeMutablePointer<RuleValue>,
+        filled isFilled: UnsafeMutablePointer<Bool>, _ body: (RuleFrame) -> R
+    ) -> R {
+        let count = slotCount
+        // Slots start as a trivial value (no reference to count); a field slot that the
+        // request does not fill gets its shared "… is missing" fault afterwards.
+        base.initialize(repeating: .boolean(false), count: count)
+        defer { base.deinitialize(count: count) }
+        isFilled.initialize(repeating: false, count: count)
+        typed.withUnsafeBufferPointer { typed in
+            for t in typed.indices {
+                if let value = typed[t].field.value(in: request.pointee) {
+                    base[typed[t].slot] = value
+                    isFilled[typed[t].slot] = true
+                }
+            }
+        }
+        if rootCount > 0 {
+            steps.withUnsafeBufferPointer { steps in
+                Self.fill(steps, 0, rootCount, from: request.pointee.raw, into: base, filled: isFilled)
+            }
+        }
+        missing.withUnsafeBufferPointer { missing in
+            for i in missing.indices where !isFilled[missing[i].slot] {
+                base[missing[i].slot] = .fault(missing[i].fault)
+            }
+        }
+        derived.withUnsafeBufferPointer { derived in
+            for d in derived.indices {
+                base[derived[d].slot] = RuleOperations.call(derived[d].function, base[derived[d].source], today: today)
+            }
+        }
+        return body(RuleFrame(slots: base, today: today))
     }
 
     private static func fill(

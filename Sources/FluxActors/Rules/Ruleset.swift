@@ -102,7 +102,9 @@ public struct Ruleset: Sendable {
 
     /// Ranks the ruleset's lenders for an application. Pure: the same request and `today` give
     /// the same decision.
-    public func evaluate(_ request: CheckoutRequest, today: Date, hasConnector: (String) -> Bool) -> RuleDecision {
+    public func evaluate(_ request: borrowing CheckoutRequest, today: Date, hasConnector: (String) -> Bool)
+        -> RuleDecision
+    {
         program.decide(request, today: today, version: version, hasConnector: hasConnector)
     }
 
@@ -243,6 +245,28 @@ final class RuleProgram: Sendable {
         var score: RuleCode
     }
 
+    /// A condition as `decide` reads it: every lender's conditions in one flat array, read
+    /// through an unsafe buffer, with the node unmanaged so that running it retains nothing.
+    /// `Unmanaged` is safe here: `lenders` holds every node strongly for the program's life.
+    struct Step: @unchecked Sendable {
+        var text: String
+        var node: Unmanaged<RuleNode>
+        /// `[text]`, made once: the `failed` list of a lender that fails this condition alone
+        /// (the most common exclusion) shares it instead of allocating.
+        var alone: [String]
+    }
+
+    /// A lender as `decide` reads it; its conditions are `steps[start ..< end]`.
+    /// `Unmanaged` is safe for the reason given on `Step`.
+    struct Span: @unchecked Sendable {
+        var id: String
+        var priority: Int64
+        var start: Int
+        var end: Int
+        var scoreText: String
+        var score: Unmanaged<RuleNode>
+    }
+
     /// A ranked lender before sorting. A struct, not a tuple: a tuple's type metadata is looked
     /// up at run time on every temporary allocation.
     struct Eligible {
@@ -251,11 +275,28 @@ final class RuleProgram: Sendable {
     }
 
     let frame: RuleFrameLayout
+    /// Owns every node that `steps` and `spans` refer to unmanaged.
     let lenders: [Lender]
+    private let steps: [Step]
+    private let spans: [Span]
 
     init(frame: RuleFrameLayout, lenders: [Lender]) {
         self.frame = frame
         self.lenders = lenders
+        var steps: [Step] = []
+        var spans: [Span] = []
+        for lender in lenders {
+            let start = steps.count
+            for c in lender.conditions {
+                steps.append(Step(text: c.text, node: Unmanaged.passUnretained(c.code), alone: [c.text]))
+            }
+            spans.append(
+                Span(
+                    id: lender.id, priority: lender.priority, start: start, end: steps.count,
+                    scoreText: lender.scoreText, score: Unmanaged.passUnretained(lender.score)))
+        }
+        self.steps = steps
+        self.spans = spans
     }
 
     /// What a failed condition says in `excluded[].failed`: its text, plus the reason when it
@@ -268,75 +309,98 @@ final class RuleProgram: Sendable {
         }
     }
 
-    func decide(_ request: CheckoutRequest, today: Date, version: Int, hasConnector: (String) -> Bool) -> RuleDecision {
+    func decide(
+        _ request: borrowing CheckoutRequest, today: Date, version: Int, hasConnector: (String) -> Bool
+    ) -> RuleDecision {
         frame.withFrame(request, today: today) { frame in
-            lenders.withUnsafeBufferPointer { lenders in
-                withUnsafeTemporaryAllocation(of: Eligible.self, capacity: max(lenders.count, 1)) {
-                    eligible in
-                    var eligibleCount = 0
-                    var excluded: [ExcludedLender] = []
-                    for index in lenders.indices {
-                        var failed: [String] = []
-                        if !hasConnector(lenders[index].id) {
-                            failed.reserveCapacity(lenders[index].conditions.count + 1)
-                            failed.append("no connector descriptor")
-                        }
-                        lenders[index].conditions.withUnsafeBufferPointer { conditions in
-                            for c in conditions.indices {
-                                let value = conditions[c].code(frame)
-                                if case .boolean(true) = value { continue }
-                                if failed.isEmpty { failed.reserveCapacity(conditions.count - c) }
-                                failed.append(Self.failure(conditions[c].text, value))
-                            }
-                        }
-                        if failed.isEmpty {
-                            switch lenders[index].score(frame) {
-                            case .integer(let i):
-                                eligible[eligibleCount] = Eligible(score: Double(i), index: index)
-                                eligibleCount += 1
-                                continue
-                            case .decimal(let d):
-                                eligible[eligibleCount] = Eligible(score: d, index: index)
-                                eligibleCount += 1
-                                continue
-                            case .fault(let f): failed.append("score \(lenders[index].scoreText) (\(f.reason))")
-                            case let other:
-                                failed.append(
-                                    "score \(lenders[index].scoreText) (gave a \(other.typeName), not a number)")
-                            }
-                        }
-                        if excluded.isEmpty { excluded.reserveCapacity(lenders.count - index) }
-                        excluded.append(ExcludedLender(lenderID: lenders[index].id, failed: failed))
+            steps.withUnsafeBufferPointer { steps in
+                spans.withUnsafeBufferPointer { lenders in
+                    withUnsafeTemporaryAllocation(of: Eligible.self, capacity: max(lenders.count, 1)) { eligible in
+                        Self.decide(
+                            frame, steps: steps, lenders: lenders, eligible: eligible, version: version,
+                            hasConnector: hasConnector)
                     }
-                    // Insertion sort: a handful of lenders, no allocation. Score descending, then
-                    // priority descending, then lender_id.
-                    func before(_ a: Eligible, _ b: Eligible) -> Bool {
-                        if a.score != b.score { return a.score > b.score }
-                        let pa = lenders[a.index].priority
-                        let pb = lenders[b.index].priority
-                        if pa != pb { return pa > pb }
-                        return lenders[a.index].id < lenders[b.index].id
-                    }
-                    if eligibleCount > 1 {
-                        for i in 1..<eligibleCount {
-                            let item = eligible[i]
-                            var j = i
-                            while j > 0 && before(item, eligible[j - 1]) {
-                                eligible[j] = eligible[j - 1]
-                                j -= 1
-                            }
-                            eligible[j] = item
-                        }
-                    }
-                    var ranked: [RankedLender] = []
-                    ranked.reserveCapacity(eligibleCount)
-                    for i in 0..<eligibleCount {
-                        ranked.append(RankedLender(lenderID: lenders[eligible[i].index].id, score: eligible[i].score))
-                    }
-                    return RuleDecision(version: version, ranked: ranked, excluded: excluded)
                 }
             }
         }
+    }
+
+    private static func decide(
+        _ frame: RuleFrame, steps: UnsafeBufferPointer<Step>, lenders: UnsafeBufferPointer<Span>,
+        eligible: UnsafeMutableBufferPointer<Eligible>, version: Int, hasConnector: (String) -> Bool
+    ) -> RuleDecision {
+        var eligibleCount = 0
+        var excluded: [ExcludedLender] = []
+        for index in lenders.indices {
+            var failed: [String] = []
+            if !hasConnector(lenders[index].id) {
+                failed.reserveCapacity(lenders[index].end - lenders[index].start + 1)
+                failed.append("no connector descriptor")
+            }
+            // The only failure so far when it is a plain `false`, not yet in `failed`.
+            var sole = -1
+            let end = lenders[index].end
+            for c in lenders[index].start..<end {
+                let value = steps[c].node._withUnsafeGuaranteedRef { $0.run(frame) }
+                if case .boolean(true) = value { continue }
+                if failed.isEmpty {
+                    if sole < 0, case .boolean(false) = value {
+                        sole = c
+                        continue
+                    }
+                    failed.reserveCapacity(end - c + 1)
+                    if sole >= 0 {
+                        failed.append(steps[sole].text)
+                        sole = -1
+                    }
+                }
+                failed.append(RuleProgram.failure(steps[c].text, value))
+            }
+            if sole >= 0 { failed = steps[sole].alone }
+            if failed.isEmpty {
+                switch lenders[index].score._withUnsafeGuaranteedRef({ $0.run(frame) }) {
+                case .integer(let i):
+                    eligible[eligibleCount] = Eligible(score: Double(i), index: index)
+                    eligibleCount += 1
+                    continue
+                case .decimal(let d):
+                    eligible[eligibleCount] = Eligible(score: d, index: index)
+                    eligibleCount += 1
+                    continue
+                case .fault(let f): failed.append("score \(lenders[index].scoreText) (\(f.reason))")
+                case let other:
+                    failed.append("score \(lenders[index].scoreText) (gave a \(other.typeName), not a number)")
+                }
+            }
+            if excluded.isEmpty { excluded.reserveCapacity(lenders.count - index) }
+            excluded.append(ExcludedLender(lenderID: lenders[index].id, failed: failed))
+        }
+        // Insertion sort: a handful of lenders, no allocation. Score descending, then priority
+        // descending, then lender_id.
+        func before(_ a: Eligible, _ b: Eligible) -> Bool {
+            if a.score != b.score { return a.score > b.score }
+            let pa = lenders[a.index].priority
+            let pb = lenders[b.index].priority
+            if pa != pb { return pa > pb }
+            return lenders[a.index].id < lenders[b.index].id
+        }
+        if eligibleCount > 1 {
+            for i in 1..<eligibleCount {
+                let item = eligible[i]
+                var j = i
+                while j > 0 && before(item, eligible[j - 1]) {
+                    eligible[j] = eligible[j - 1]
+                    j -= 1
+                }
+                eligible[j] = item
+            }
+        }
+        var ranked: [RankedLender] = []
+        ranked.reserveCapacity(eligibleCount)
+        for i in 0..<eligibleCount {
+            ranked.append(RankedLender(lenderID: lenders[eligible[i].index].id, score: eligible[i].score))
+        }
+        return RuleDecision(version: version, ranked: ranked, excluded: excluded)
     }
 }
 

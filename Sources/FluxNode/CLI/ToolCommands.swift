@@ -35,19 +35,24 @@ struct LoadGenCommand: AsyncParsableCommand {
     @Option(help: "Prefer: wait=N seconds on each request (0: none).") var wait: Int = 0
     @Option(name: .customLong("api-key"), help: "Merchant API key.") var apiKey: String?
     @Option(help: "Random seed.") var seed: UInt64 = 1
+    @Option(help: "HTTP connections per target at most (default: sized from the rate and expected latency).")
+    var connections: Int?
+    @Option(name: .customLong("expected-latency"), help: "Seconds a reply is expected to take, for sizing connections.")
+    var expectedLatency: Double = 0.05
     @Flag(help: "Print the report as JSON.") var json = false
 
     func run() async throws {
         let logger = Logs.bootstrap(label: "flux.loadgen")
         let urls = targets.compactMap(URL.init(string:))
         let options = LoadGenOptions(
-            targets: urls, rate: rate, durationSeconds: duration, apiKey: apiKey, waitSeconds: wait, seed: seed)
+            targets: urls, rate: rate, durationSeconds: duration, apiKey: apiKey, waitSeconds: wait, seed: seed,
+            connectionsPerTarget: connections, expectedLatencySeconds: expectedLatency)
         let report: LoadReport
         do { report = try await runLoadGen(options: options, logger: logger) } catch let e as LoadGenError {
             FileHandle.standardError.write(Data("flux-node loadgen: \(e)\n".utf8))
             throw ExitCode(2)
         }
-        print(report.render())
+        print(json ? report.renderJSON() : report.render())
     }
 }
 

@@ -19,15 +19,20 @@ public struct LoadGenOptions: Sendable, Equatable {
     /// Requests allowed in flight at once; a request due while this many are pending is counted
     /// as `dropped` rather than delaying the schedule.
     public var maxInFlight: Int
-    /// HTTP/1.1 connections per target.
-    public var connectionsPerTarget: Int
-    /// Per-request timeout on top of `waitSeconds`.
+    /// HTTP/1.1 connections per target at most; nil sizes the pool from the rate and
+    /// `expectedLatencySeconds` (`poolSize`). Connections open only as requests need them.
+    public var connectionsPerTarget: Int?
+    /// The reply time the pool is sized for (Little's law: requests in flight = rate × latency).
+    /// A slower server does not fail requests: they wait for a connection, and that wait counts
+    /// in their latency (measured from the intended send).
+    public var expectedLatencySeconds: Double
+    /// Per-request timeout on top of `waitSeconds`. Also bounds the wait for a connection.
     public var timeoutSeconds: Double
 
     public init(
         targets: [URL], rate: Double, durationSeconds: Double, apiKey: String? = nil, waitSeconds: Int = 0,
-        seed: UInt64 = UInt64.random(in: 1...UInt64.max), maxInFlight: Int = 20_000, connectionsPerTarget: Int = 512,
-        timeoutSeconds: Double = 10
+        seed: UInt64 = UInt64.random(in: 1...UInt64.max), maxInFlight: Int = 20_000, connectionsPerTarget: Int? = nil,
+        expectedLatencySeconds: Double = 0.05, timeoutSeconds: Double = 10
     ) {
         self.targets = targets
         self.rate = rate
@@ -37,7 +42,21 @@ public struct LoadGenOptions: Sendable, Equatable {
         self.seed = seed
         self.maxInFlight = maxInFlight
         self.connectionsPerTarget = connectionsPerTarget
+        self.expectedLatencySeconds = expectedLatencySeconds
         self.timeoutSeconds = timeoutSeconds
+    }
+
+    static let maxConnectionsPerTarget = 4096
+
+    /// Connections per target: twice the requests Little's law puts in flight at the expected
+    /// latency (a `Prefer: wait` reply can take that long, so it counts too), plus 8, capped at
+    /// `maxConnectionsPerTarget` and at `maxInFlight`. 2,000/s at 0.05 s over one target: 208.
+    public var poolSize: Int {
+        if let connectionsPerTarget { return connectionsPerTarget }
+        let latency = max(expectedLatencySeconds, Double(waitSeconds))
+        let inFlight = rate / Double(max(targets.count, 1)) * latency
+        let size = Int(min((2 * inFlight).rounded(.up), Double(Self.maxConnectionsPerTarget))) + 8
+        return min(size, Self.maxConnectionsPerTarget, maxInFlight)
     }
 
     func validate() throws {
@@ -51,8 +70,11 @@ public struct LoadGenOptions: Sendable, Equatable {
         }
         guard rate * durationSeconds <= 100_000_000 else { throw LoadGenError(message: "rate × duration over 1e8") }
         guard (0...30).contains(waitSeconds) else { throw LoadGenError(message: "wait must be 0…30 seconds") }
-        guard maxInFlight > 0, connectionsPerTarget > 0, timeoutSeconds > 0 else {
-            throw LoadGenError(message: "max in flight, connections and timeout must be positive")
+        guard maxInFlight > 0, (connectionsPerTarget ?? 1) > 0, timeoutSeconds > 0, expectedLatencySeconds > 0 else {
+            throw LoadGenError(message: "max in flight, connections, expected latency and timeout must be positive")
+        }
+        guard (connectionsPerTarget ?? 1) <= Self.maxConnectionsPerTarget else {
+            throw LoadGenError(message: "at most \(Self.maxConnectionsPerTarget) connections per target")
         }
     }
 }
@@ -73,8 +95,14 @@ public struct LoadReport: Sendable {
     public var completed: Int
     /// Due while `maxInFlight` requests were pending: never sent.
     public var dropped: Int
-    /// Requests that got no response: connection refused, timeout, reset.
-    public var errors: [String: Int]
+    /// Requests that never reached a node, by cause: connection refused, no connection in
+    /// time. A load generator problem or a node that is down, not a slow node.
+    public var failedSends: [String: Int]
+    /// Requests sent whose reply did not come within the timeout: slow replies. They are in
+    /// `latency` with the time they waited (a lower bound), so the tail does not hide them.
+    public var timedOut: Int
+    /// Requests sent that got no reply for another reason (connection closed, reset), by cause.
+    public var brokenReplies: [String: Int]
     public var byHTTPStatus: [Int: Int]
     /// The application `status` in the reply body (`pending`, `disbursed`, …).
     public var byApplicationStatus: [String: Int]
@@ -83,6 +111,20 @@ public struct LoadReport: Sendable {
     /// Latency of every response, measured from its intended send time (so a stalled server or
     /// a late client shows up in the tail instead of being omitted).
     public var latency: LatencyHistogram
+    /// How late each request was handed to the HTTP client after its intended send time. A
+    /// large tail means the generator itself could not keep the schedule (its latencies are
+    /// still measured from the intended time).
+    public var sendLag: LatencyHistogram
+    /// Connections per target the client was allowed to open.
+    public var connectionsPerTarget: Int
+
+    /// Every request that got no HTTP response, whatever the cause.
+    public var errors: [String: Int] {
+        var all = failedSends.merging(brokenReplies, uniquingKeysWith: +)
+        if timedOut > 0 { all["timeout", default: 0] += timedOut }
+        return all
+    }
+    public var failedSendCount: Int { failedSends.values.reduce(0, +) }
 
     public var achievedRate: Double { elapsedSeconds > 0 ? Double(completed) / elapsedSeconds : 0 }
     public var p50Ms: Double { ms(latency.percentile(50)) }
@@ -100,6 +142,9 @@ public struct LoadReport: Sendable {
             "intended_rate": .double(intendedRate), "duration_s": .double(durationSeconds),
             "sent": .int(Int64(sent)), "completed": .int(Int64(completed)), "dropped": .int(Int64(dropped)),
             "errors": .object(errors.mapValues { .int(Int64($0)) }),
+            "failed_sends": .object(failedSends.mapValues { .int(Int64($0)) }), "timed_out": .int(Int64(timedOut)),
+            "broken_replies": .object(brokenReplies.mapValues { .int(Int64($0)) }),
+            "connections_per_target": .int(Int64(connectionsPerTarget)),
             "by_http_status": .object(
                 Dictionary(uniqueKeysWithValues: byHTTPStatus.map { (String($0.key), .int(Int64($0.value))) })),
             "by_application_status": .object(byApplicationStatus.mapValues { .int(Int64($0)) }),
@@ -107,6 +152,9 @@ public struct LoadReport: Sendable {
             "latency_ms": .object([
                 "p50": ms(p50Ms), "p90": ms(p90Ms), "p99": ms(p99Ms), "p99_9": ms(p999Ms), "max": ms(maxMs),
                 "mean": ms(latency.mean / 1_000_000),
+            ]),
+            "send_lag_ms": .object([
+                "p99": ms(Double(sendLag.percentile(99)) / 1e6), "max": ms(Double(sendLag.max) / 1e6),
             ]),
         ])
         return String(decoding: json.encoded(), as: UTF8.self)
@@ -123,9 +171,13 @@ public struct LoadReport: Sendable {
         lines.append(row("sent", "\(sent)"))
         lines.append(row("completed", "\(completed)"))
         if dropped > 0 { lines.append(row("dropped (client full)", "\(dropped)")) }
-        let errorTotal = errors.values.reduce(0, +)
-        lines.append(row("errors (no response)", "\(errorTotal)"))
-        for (k, v) in errors.sorted(by: { $0.value > $1.value }) { lines.append(row("  " + k, "\(v)")) }
+        lines.append(row("failed sends (no node)", "\(failedSendCount)"))
+        for (k, v) in failedSends.sorted(by: { $0.value > $1.value }) { lines.append(row("  " + k, "\(v)")) }
+        lines.append(row("timed out (slow reply)", "\(timedOut)"))
+        if !brokenReplies.isEmpty {
+            lines.append(row("broken replies", "\(brokenReplies.values.reduce(0, +))"))
+            for (k, v) in brokenReplies.sorted(by: { $0.value > $1.value }) { lines.append(row("  " + k, "\(v)")) }
+        }
         lines.append(row("achieved rate", "\(f(achievedRate, 1))/s over \(f(elapsedSeconds)) s"))
         lines.append(String(repeating: "─", count: 60))
         lines.append("HTTP status")
@@ -142,6 +194,11 @@ public struct LoadReport: Sendable {
             "  "
                 + [p50Ms, p90Ms, p99Ms, p999Ms, maxMs].map { f($0).padding(toLength: 10, withPad: " ", startingAt: 0) }
                 .joined())
+        lines.append(
+            row(
+                "send lag p99 / max",
+                "\(f(Double(sendLag.percentile(99)) / 1e6)) / \(f(Double(sendLag.max) / 1e6)) ms"
+                    + " (generator behind schedule; \(connectionsPerTarget) connections per target)"))
         return lines.joined(separator: "\n")
     }
 }
@@ -152,20 +209,24 @@ private actor LoadTally {
     var completed = 0
     var dropped = 0
     var inFlight = 0
-    var errors: [String: Int] = [:]
+    var failedSends: [String: Int] = [:]
+    var timedOut = 0
+    var brokenReplies: [String: Int] = [:]
+    var sendLag = LatencyHistogram()
     var byHTTPStatus: [Int: Int] = [:]
     var byApplicationStatus: [String: Int] = [:]
     var latency = LatencyHistogram()
     var lastReply: ContinuousClock.Instant?
 
     /// Reserves a slot for a request, or counts it dropped.
-    func admit(limit: Int) -> Bool {
+    func admit(limit: Int, lagNs: UInt64) -> Bool {
         guard inFlight < limit else {
             dropped += 1
             return false
         }
         inFlight += 1
         sent += 1
+        sendLag.record(lagNs)
         return true
     }
 
@@ -178,9 +239,15 @@ private actor LoadTally {
         lastReply = at
     }
 
-    func failure(_ kind: String, at: ContinuousClock.Instant) {
+    func failure(_ failure: SendFailure, latencyNs: UInt64, at: ContinuousClock.Instant) {
         inFlight -= 1
-        errors[kind, default: 0] += 1
+        switch failure {
+        case .notSent(let kind): failedSends[kind, default: 0] += 1
+        case .timedOut:
+            timedOut += 1
+            latency.record(latencyNs)
+        case .broken(let kind): brokenReplies[kind, default: 0] += 1
+        }
         lastReply = at
     }
 }
@@ -191,8 +258,12 @@ public func runLoadGen(options: LoadGenOptions, logger: Logger) async throws -> 
     try options.validate()
     var config = HTTPClient.Configuration()
     config.connectionPool = .init(
-        idleTimeout: .seconds(30), concurrentHTTP1ConnectionsPerHostSoftLimit: options.connectionsPerTarget)
-    config.timeout = .init(connect: .seconds(2))
+        idleTimeout: .seconds(30), concurrentHTTP1ConnectionsPerHostSoftLimit: options.poolSize)
+    // AsyncHTTPClient bounds the wait for a pooled connection by the connect timeout. A request
+    // queued behind busy connections is a slow reply, not a failed send: let it wait as long as
+    // the request may take.
+    config.timeout = .init(
+        connect: .nanoseconds(Int64((Double(options.waitSeconds) + options.timeoutSeconds) * 1e9)))
     let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
     do {
         let report = try await runLoadGen(options: options, client: client, logger: logger)
@@ -230,7 +301,9 @@ func runLoadGen(options: LoadGenOptions, client: HTTPClient, logger: Logger) asy
                 // Cancellation ends the schedule early; what is in flight still completes.
                 do { try await Task.sleep(until: intended, clock: clock) } catch { break }
             }
-            guard await tally.admit(limit: options.maxInFlight) else { continue }
+            guard await tally.admit(limit: options.maxInFlight, lagNs: nanoseconds(clock.now - intended)) else {
+                continue
+            }
             let checkout = generator.next()
             var request = HTTPClientRequest(url: urls[i % urls.count])
             request.method = .POST
@@ -250,7 +323,8 @@ func runLoadGen(options: LoadGenOptions, client: HTTPClient, logger: Logger) asy
                         status: Int(response.status.code), applicationStatus: status,
                         latencyNs: nanoseconds(now - intended), at: now)
                 } catch {
-                    await tally.failure(describe(error), at: clock.now)
+                    let now = clock.now
+                    await tally.failure(SendFailure(error), latencyNs: nanoseconds(now - intended), at: now)
                 }
             }
         }
@@ -261,9 +335,10 @@ func runLoadGen(options: LoadGenOptions, client: HTTPClient, logger: Logger) asy
     return LoadReport(
         targets: options.targets.map(\.absoluteString), intendedRate: options.rate,
         durationSeconds: options.durationSeconds, sent: await tally.sent, completed: await tally.completed,
-        dropped: await tally.dropped, errors: await tally.errors, byHTTPStatus: await tally.byHTTPStatus,
+        dropped: await tally.dropped, failedSends: await tally.failedSends, timedOut: await tally.timedOut,
+        brokenReplies: await tally.brokenReplies, byHTTPStatus: await tally.byHTTPStatus,
         byApplicationStatus: await tally.byApplicationStatus, elapsedSeconds: seconds(end - start),
-        latency: await tally.latency)
+        latency: await tally.latency, sendLag: await tally.sendLag, connectionsPerTarget: options.poolSize)
 }
 
 /// The `status` field of an application view, if the body is one.
@@ -283,17 +358,35 @@ private func seconds(_ d: Duration) -> Double {
     return Double(s) + Double(atto) / 1e18
 }
 
-private func describe(_ error: any Error) -> String {
-    if let e = error as? HTTPClientError {
-        switch e {
-        case .deadlineExceeded, .readTimeout, .connectTimeout: return "timeout"
-        case .remoteConnectionClosed: return "connection closed"
-        default: return "\(e)"
+/// Why a request got no HTTP response.
+enum SendFailure: Equatable {
+    /// It never reached a node: refused, no connection in time, no route.
+    case notSent(String)
+    /// Sent, but the reply took longer than the timeout.
+    case timedOut
+    /// Sent, and the connection broke before a reply.
+    case broken(String)
+
+    init(_ error: any Error) {
+        if let e = error as? HTTPClientError {
+            switch e {
+            case .deadlineExceeded, .readTimeout: self = .timedOut
+            case .connectTimeout: self = .notSent("connect timeout")
+            case .getConnectionFromPoolTimeout: self = .notSent("no connection in time")
+            case .remoteConnectionClosed: self = .broken("connection closed")
+            default: self = .broken(String("\(e)".prefix(80)))
+            }
+            return
+        }
+        let text = "\(error)"
+        if text.contains("refused") {
+            self = .notSent("connection refused")
+        } else if text.contains("Timeout") || text.contains("timed out") {
+            self = .notSent("connect timeout")
+        } else {
+            self = .broken(String(text.prefix(80)))
         }
     }
-    let text = "\(error)"
-    if text.contains("refused") { return "connection refused" }
-    return String(text.prefix(80))
 }
 
 extension String {
