@@ -62,7 +62,11 @@ import Testing
             return a == .dead && b == .dead
         }
         #expect(dead)
-        #expect(await nodes[0].membership.placement(shards: 64).members == ["j0", "j1"])
+        // (Under a loaded machine j1 may be falsely suspected for a moment and refute.)
+        let placed = try await Self.eventually {
+            await nodes[0].membership.placement(shards: 64).members == ["j0", "j1"]
+        }
+        #expect(placed, "\(await Self.statuses(nodes[0]))")
         // The change stream told of j2's arrival and of its death.
         var seen: [SWIMStatus] = []
         for await change in changes {

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
+import Synchronization
 
 /// How a node takes part in membership.
 public struct ClusterMembershipConfiguration: Sendable {
@@ -71,7 +72,9 @@ public actor ClusterMembership {
     private var started = false
     private var stopped = false
     /// Fault injection (tests of partitions): frames to and from these members are dropped.
-    private var partitioned: Set<NodeID> = []
+    /// Read without a hop by the node's frame handler (`isPartitioned(from:)`).
+    private let partitionedNodes = Mutex<Set<NodeID>>([])
+    private var partitioned: Set<NodeID> { partitionedNodes.withLock { $0 } }
 
     public init(
         configuration: ClusterMembershipConfiguration,
@@ -139,11 +142,13 @@ public actor ClusterMembership {
     /// Drops every SWIM frame to and from `nodes` from now on (empty: heal). For partition tests
     /// only; the node exposes it when started with `FLUX_FAULT_INJECTION=1`.
     public func partition(from nodes: Set<NodeID>) {
-        partitioned = nodes
+        partitionedNodes.withLock { $0 = nodes }
         logger.notice("fault injection: dropping frames", metadata: ["nodes": "\(nodes.map(\.rawValue).sorted())"])
     }
 
-    public func isPartitioned(from node: NodeID) -> Bool { partitioned.contains(node) }
+    public nonisolated func isPartitioned(from node: NodeID) -> Bool {
+        partitionedNodes.withLock { $0.contains(node) }
+    }
 
     // MARK: - Lifecycle
 

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Metrics
+import Synchronization
 
 /// The node's write-behind journal (ARCHITECTURE principle 3). Actors `append` and go on; a
 /// flusher writes batches to the store (group commit); before an effect the outside can see, an
@@ -110,6 +111,12 @@ public actor EventJournal {
     /// False while the store is failing or the buffer is full: the node should not take new work.
     public var isAvailable: Bool { state == .running && storeHealthy && bufferedCount < capacity }
 
+    /// `isAvailable` as of the last change, readable without a hop onto the journal (the
+    /// checkout's back-pressure check).
+    public nonisolated var isAvailableNow: Bool { available.load(ordering: .relaxed) }
+    private nonisolated let available = Atomic<Bool>(true)
+    private func publishAvailability() { available.store(isAvailable, ordering: .relaxed) }
+
     /// Events waiting to be written or being written.
     public var bufferedEvents: Int { bufferedCount }
 
@@ -150,6 +157,7 @@ public actor EventJournal {
         pending.append(contentsOf: events)
         appendedTotal += UInt64(events.count)
         bufferGauge.record(bufferedCount)
+        publishAvailability()
         if flusher == nil { start() }
         switch sleeping {
         case .idle: wakeUp()
@@ -292,6 +300,7 @@ public actor EventJournal {
         case .stopping: await flusher?.value
         case .running:
             state = .stopping
+            publishAvailability()
             if flusher == nil, bufferedCount > 0 { start() }
             if sleeping != nil { wakeUp() }
             await flusher?.value
@@ -302,6 +311,7 @@ public actor EventJournal {
     private func finishShutdown() {
         guard state == .stopping else { return }
         state = .stopped
+        publishAvailability()
         let lost = bufferedCount
         if lost > 0 {
             logger.error(
@@ -408,6 +418,7 @@ public actor EventJournal {
                         metadata: ["error": "\(error)", "buffered": "\(bufferedCount)"])
                 }
                 storeHealthy = false
+                publishAvailability()
                 if state != .running { return false }
                 await sleep(.backoff, until: clock.now.advanced(by: delay))
                 delay = min(delay * 2, maxRetryDelay)
@@ -437,6 +448,7 @@ public actor EventJournal {
         completedBatches += 1
         if writtenCount > 0 { eventsWritten.increment(by: Int64(writtenCount)) }
         bufferGauge.record(bufferedCount)
+        publishAvailability()
         if !flushWaiters.isEmpty {
             var done = 0
             while done < flushWaiters.count, flushWaiters[done].target <= settledTotal {

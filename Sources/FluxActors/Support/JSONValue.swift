@@ -114,15 +114,11 @@ extension JSONValue {
         }
     }
 
-    /// Compact JSON text with sorted keys (stable across runs).
-    public func jsonData() -> Data {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        // Encoding a JSONValue cannot fail: every case maps to a JSON value.
-        return (try? encoder.encode(self)) ?? Data("null".utf8)
-    }
+    /// Compact JSON text with sorted keys (stable across runs): `JSONWriter`, not `JSONEncoder`
+    /// (this runs several times per checkout: request hash, events, replies).
+    public func jsonData() -> Data { Data(JSONWriter.bytes(self)) }
 
-    public func jsonString() -> String { String(decoding: jsonData(), as: UTF8.self) }
+    public func jsonString() -> String { JSONWriter.string(self) }
 
     public struct ParseError: Error, Sendable, Equatable {
         public var message: String

@@ -39,7 +39,7 @@ struct ApplicationsController: Sendable {
                 "loan.tenure_months must be one of \(allowed.sorted().map(String.init).joined(separator: ", "))",
                 field: "loan.tenure_months")
         }
-        guard await node.journal.events.isAvailable else { throw APIError.journalUnavailable("back-pressure") }
+        guard node.journal.events.isAvailableNow else { throw APIError.journalUnavailable("back-pressure") }
         let decision = ruleset.evaluate(checkout, today: node.now(), hasConnector: node.lenders.hasConnector)
         let result: (application: LoanApplication, created: Bool)
         do throws(SwitchboardError) {

@@ -21,6 +21,9 @@ final class ClusterRuntime: Sendable {
         var configChanged: @Sendable (WireConfigPublish) async -> Void
     }
     private let handlers = Mutex<Handlers?>(nil)
+    /// Connections for forwarding, by member, without a hop into membership on every request; an
+    /// entry is dropped when a request on it fails (the member died, or its peer was closed).
+    private let forwardPeers = Mutex<[NodeID: WirePeer]>([:])
 
     let config: NodeConfig
     let membership: ClusterMembership
@@ -73,7 +76,7 @@ final class ClusterRuntime: Sendable {
                         await membership.receive(request, from: peer)
                         return nil
                     }
-                    if await membership.isPartitioned(from: NodeID(peer)) {
+                    if membership.isPartitioned(from: NodeID(peer)) {
                         return .errorReply(code: "partitioned", message: "fault injection drops this peer's frames")
                     }
                     guard let h = self?.handlers.withLock({ $0 }) else {
