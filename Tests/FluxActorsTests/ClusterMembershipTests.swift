@@ -66,7 +66,8 @@ import Testing
         let placed = try await Self.eventually {
             await nodes[0].membership.placement(shards: 64).members == ["j0", "j1"]
         }
-        #expect(placed, "\(await Self.statuses(nodes[0]))")
+        let view = await Self.statuses(nodes[0])
+        #expect(placed, "\(view)")
         // The change stream told of j2's arrival and of its death.
         var seen: [SWIMStatus] = []
         for await change in changes {
