@@ -25,7 +25,8 @@ test: deps
 	@eval "$$(scripts/pg-test.sh start)"; trap 'scripts/pg-test.sh stop' EXIT; \
 	  FLUX_NODE_BIN=$(CURDIR)/$(BIN_DEBUG) $(SWIFT) test --skip-build
 
-## Simulated lenders, a node, a stream of checkouts with a live table and a summary.
+## Simulated lenders, a 3-node cluster, a stream of checkouts with a live table, one node killed
+## with SIGKILL mid-run, and a summary (every application terminal, none duplicated).
 demo: build
 	$(BIN_DEBUG) demo --examples .
 
