@@ -73,6 +73,7 @@ struct DemoCommand: AsyncParsableCommand {
                 cluster.append(node.with(child))
             }
             try await waitForMembers(cluster)
+            try await waitForShards(cluster, shards: 256)
             print("cluster: \(cluster.map { "\($0.id) http://127.0.0.1:\($0.http)" }.joined(separator: ", "))")
 
             let victim = cluster.count >= 3 && !noKill ? cluster.last : nil
@@ -145,6 +146,12 @@ struct DemoCommand: AsyncParsableCommand {
                             timeout: .seconds(40))
                         {
                             reply = (r.status, r.body, r.headers.first { $0.0.lowercased() == "flux-node" }?.1)
+                            // 503 means "retry shortly" (a shard moving, the journal busy): so do.
+                            if r.status == 503, attempt + 1 < cluster.count {
+                                retried = true
+                                try? await Task.sleep(for: .milliseconds(500))
+                                continue
+                            }
                             break
                         }
                         retried = true
@@ -202,6 +209,27 @@ struct DemoCommand: AsyncParsableCommand {
         }
     }
 
+    /// Waits until the nodes together hold every shard (each node's `flux_shards_held` gauge), so
+    /// the stream does not start while the shards are still moving after the joins.
+    private func waitForShards(_ cluster: [DemoNode], shards: Int) async throws {
+        let deadline = ContinuousClock.now + .seconds(30)
+        while ContinuousClock.now < deadline {
+            var held = 0
+            for node in cluster {
+                guard let (status, body) = try? await SimpleHTTP.get("\(node.url)/metrics"), status == 200 else {
+                    continue
+                }
+                for line in String(decoding: body, as: UTF8.self).split(separator: "\n")
+                where line.hasPrefix("flux_shards_held ") {
+                    held += Int(Double(line.split(separator: " ").last ?? "") ?? 0)
+                }
+            }
+            if held == shards { return }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw DemoError("the nodes did not take all \(shards) shards within 30 s")
+    }
+
     /// Waits until the first node sees every node alive.
     private func waitForMembers(_ cluster: [DemoNode]) async throws {
         let deadline = ContinuousClock.now + .seconds(30)
@@ -240,7 +268,9 @@ struct DemoCommand: AsyncParsableCommand {
         let retried = outcomes.filter(\.retried).count
         print("  forwarded    \(forwarded) served by another node than the one asked (Flux-Node)")
         if let killed {
-            print("  retried      \(retried) re-sent with the same Idempotency-Key after \(killed.id) died")
+            print(
+                "  retried      \(retried) re-sent with the same Idempotency-Key (\(killed.id) was down, or a 503 said retry)"
+            )
         }
         if let (status, body) = try? await SimpleHTTP.get("\(cluster[0].adminURL)/cluster/members"), status == 200,
             let list = try? JSONValue.parse(body).arrayValue
