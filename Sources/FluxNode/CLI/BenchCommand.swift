@@ -92,50 +92,11 @@ struct BenchCommand: AsyncParsableCommand {
 
     /// Simulated lenders with no latency, one node, open-loop load at `rate`.
     private func checkouts(logger: Logger) async throws {
-        let base = URL(fileURLWithPath: examples).standardizedFileURL
-        let work = base.appendingPathComponent(".flux/bench-\(getpid())")
-        try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
-        var children: [ChildProcess] = []
-        defer { try? FileManager.default.removeItem(at: work) }
+        let local = try LocalCluster(examples: examples, name: "bench")
         do {
-            // The example simulator, with every lender instant and well-behaved.
-            guard let data = FileManager.default.contents(atPath: base.appendingPathComponent("simulator.json").path),
-                case .object(var sim) = try JSONValue.parse(data), case .array(let lenders) = sim["lenders"] ?? .null
-            else { throw DemoError("simulator.json not found or not an object in \(base.path)") }
-            sim["lenders"] = .array(
-                lenders.map { l in
-                    guard case .object(var o) = l else { return l }
-                    o["latency_ms"] = 0
-                    o["jitter_ms"] = 0
-                    o["error_rate"] = 0
-                    o["ghost_mode"] = false
-                    o["outage"] = "none"
-                    return .object(o)
-                })
-            let simURL = work.appendingPathComponent("simulator.json")
-            try JSONValue.object(sim).jsonData().write(to: simURL)
-            let simConfig = try SimulatorConfig.load(path: simURL.path)
-            let simulator = try ChildProcess(
-                name: "simulated lenders", arguments: ["simulate-lenders", "--config", simURL.path],
-                logURL: work.appendingPathComponent("simulator.log"))
-            children.append(simulator)
-            try await waitUntilReady("http://\(simConfig.host):\(simConfig.controlPort)/_sim/control", child: simulator)
-            let http = Ports.free()
-            let conf = work.appendingPathComponent("node.conf")
-            try """
-            node_id = "bench-1"
-            http = "127.0.0.1:\(http)"
-            admin = "127.0.0.1:\(Ports.free())"
-            journal = "sqlite:\(work.appendingPathComponent("journal.db").path)"
-            lenders_dir = "\(base.appendingPathComponent("lenders").path)"
-            rules = "\(base.appendingPathComponent("rules.json").path)"
-            """.write(to: conf, atomically: true, encoding: .utf8)
-            let node = try ChildProcess(
-                name: "flux node", arguments: ["run", "--config", conf.path],
-                logURL: work.appendingPathComponent("node.log"),
-                environment: ["LOG_LEVEL": "error"])
-            children.append(node)
-            try await waitUntilReady("http://127.0.0.1:\(http)/health/ready", child: node)
+            try await local.startLenders(latencyMs: 0)
+            try await local.startNodes(1, prefix: "bench-", logLevel: "error")
+            let http = local.nodes[0].http
             // Warm up connections and caches, then measure.
             _ = try await runLoadGen(
                 options: LoadGenOptions(
@@ -157,9 +118,9 @@ struct BenchCommand: AsyncParsableCommand {
                         "checkouts:  %.0f/s achieved at %.0f/s offered, p50 %.2f ms, p99 %.2f ms  [target ≥ 2,000/s, p99 ≤ 25 ms]",
                     report.achievedRate, rate, report.p50Ms, report.p99Ms))
         } catch {
-            for c in children.reversed() { _ = await c.stop() }
+            await local.stop()
             throw error
         }
-        for c in children.reversed() { _ = await c.stop() }
+        await local.stop()
     }
 }

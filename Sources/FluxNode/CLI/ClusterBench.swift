@@ -21,80 +21,22 @@ enum ClusterBench {
                 lz4))
     }
 
-    struct Node {
-        var id: String
-        var http: Int
-        var admin: Int
-        var wire: Int
-        var child: ChildProcess
-        var url: String { "http://127.0.0.1:\(http)" }
-        var adminURL: String { "http://127.0.0.1:\(admin)" }
-    }
+    typealias Node = LocalCluster.Node
 
     static func cluster(examples: String, logger: Logger) async throws {
-        let base = URL(fileURLWithPath: examples).standardizedFileURL
-        let work = base.appendingPathComponent(".flux/bench-cluster-\(getpid())")
-        try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
-        var children: [ChildProcess] = []
-        defer { try? FileManager.default.removeItem(at: work) }
+        let local = try LocalCluster(examples: examples, name: "bench-cluster")
         do {
             // Lenders answer in 300 ms, so applications are in flight when a node is killed.
-            guard let data = FileManager.default.contents(atPath: base.appendingPathComponent("simulator.json").path),
-                case .object(var sim) = try JSONValue.parse(data), case .array(let lenders) = sim["lenders"] ?? .null
-            else { throw DemoError("simulator.json not found or not an object in \(base.path)") }
-            sim["lenders"] = .array(
-                lenders.map { l in
-                    guard case .object(var o) = l else { return l }
-                    o["latency_ms"] = 300
-                    o["jitter_ms"] = 0
-                    o["error_rate"] = 0
-                    o["ghost_mode"] = false
-                    o["outage"] = "none"
-                    return .object(o)
-                })
-            let simURL = work.appendingPathComponent("simulator.json")
-            try JSONValue.object(sim).jsonData().write(to: simURL)
-            let simConfig = try SimulatorConfig.load(path: simURL.path)
-            let simulator = try ChildProcess(
-                name: "simulated lenders", arguments: ["simulate-lenders", "--config", simURL.path],
-                logURL: work.appendingPathComponent("simulator.log"))
-            children.append(simulator)
-            try await waitUntilReady("http://\(simConfig.host):\(simConfig.controlPort)/_sim/control", child: simulator)
-
-            let firstWire = Ports.free()
-            var nodes: [Node] = []
-            for i in 1...3 {
-                let id = "b\(i)"
-                let (http, admin, wire) = (Ports.free(), Ports.free(), i == 1 ? firstWire : Ports.free())
-                let conf = work.appendingPathComponent("\(id).conf")
-                try """
-                node_id = "\(id)"
-                http = "127.0.0.1:\(http)"
-                admin = "127.0.0.1:\(admin)"
-                wire = "127.0.0.1:\(wire)"
-                seeds = ["127.0.0.1:\(firstWire)"]
-                cluster_secret = "bench-cluster-secret-0123456789"
-                journal = "sqlite:\(work.appendingPathComponent("journal.db").path)"
-                lenders_dir = "\(base.appendingPathComponent("lenders").path)"
-                rules = "\(base.appendingPathComponent("rules.json").path)"
-                """.write(to: conf, atomically: true, encoding: .utf8)
-                let child = try ChildProcess(
-                    name: "flux node \(id)", arguments: ["run", "--config", conf.path],
-                    logURL: work.appendingPathComponent("\(id).log"), environment: ["LOG_LEVEL": "error"])
-                children.append(child)
-                try await waitUntilReady("http://127.0.0.1:\(http)/health/ready", child: child)
-                nodes.append(Node(id: id, http: http, admin: admin, wire: wire, child: child))
-            }
-            try await waitAllAlive(nodes)
-            try await Task.sleep(for: .seconds(2))  // shards settle after the joins
-
-            try await forwarding(nodes)
-            try await failover(nodes)
+            try await local.startLenders(latencyMs: 300)
+            try await local.startNodes(3, prefix: "b", logLevel: "error")
+            try await local.waitForShards()
+            try await forwarding(local.nodes)
+            try await failover(local.nodes)
         } catch {
-            for c in children.reversed() { _ = await c.stop() }
+            await local.stop()
             throw error
         }
-        for c in children.reversed() { _ = await c.stop() }
+        await local.stop()
     }
 
     /// The same GET at the owner and at a node that forwards it: the difference is the hop.
@@ -209,19 +151,5 @@ enum ClusterBench {
                 format:
                     "failover:   kill -9 of %@ with %d applications in flight: dead at the survivors after %.0f ms, last of them terminal after %.0f ms (%d unfinished)  [targets: detection ≤ 3 s, resumption ≤ 5 s]",
                 victimID, inFlight.count, deadAfter.map(ms) ?? -1, ms(lastTerminal), unfinished))
-    }
-
-    private static func waitAllAlive(_ nodes: [Node]) async throws {
-        let deadline = ContinuousClock.now + .seconds(30)
-        while ContinuousClock.now < deadline {
-            if let (status, body) = try? await SimpleHTTP.get("\(nodes[0].adminURL)/cluster/members"), status == 200,
-                let list = try? JSONValue.parse(body).arrayValue,
-                list.filter({ $0["status"]?.stringValue == "alive" }).count == nodes.count
-            {
-                return
-            }
-            try await Task.sleep(for: .milliseconds(50))
-        }
-        throw DemoError("the bench nodes did not form one cluster")
     }
 }

@@ -22,70 +22,24 @@ struct DemoCommand: AsyncParsableCommand {
 
     func run() async throws {
         let logger = Logs.bootstrap(label: "flux.demo")
-        let base = URL(fileURLWithPath: examples).standardizedFileURL
-        for needed in ["simulator.json", "rules.json", "lenders"] {
-            guard FileManager.default.fileExists(atPath: base.appendingPathComponent(needed).path) else {
-                throw DemoError("\(needed) not found in \(base.path); run the demo from the repository root")
-            }
-        }
-        let work = base.appendingPathComponent(".flux/demo-\(ProcessInfo.processInfo.processIdentifier)")
-        try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
-        var children: [ChildProcess] = []
-        let cleanup = { (children: [ChildProcess]) async in
-            for c in children.reversed() { _ = await c.stop() }
-            try? FileManager.default.removeItem(at: work)
-        }
+        let local = try LocalCluster(examples: examples, name: "demo")
         do {
-            let sim = try ChildProcess(
-                name: "simulated lenders",
-                arguments: ["simulate-lenders", "--config", base.appendingPathComponent("simulator.json").path],
-                logURL: work.appendingPathComponent("simulator.log"))
-            children.append(sim)
-            let simConfig = try SimulatorConfig.load(path: base.appendingPathComponent("simulator.json").path)
-            try await waitUntilReady("http://\(simConfig.host):\(simConfig.controlPort)/_sim/control", child: sim)
-
-            // Three nodes on loopback sharing one embedded journal; n1 is everyone's seed.
-            let secret = "demo-cluster-secret-\(UInt64.random(in: 0..<UInt64.max))"
-            var cluster: [DemoNode] = []
-            let firstWire = Ports.free()
-            for i in 1...max(1, nodes) {
-                let id = "n\(i)"
-                let node = DemoNode(
-                    id: id, http: Ports.free(), admin: Ports.free(), wire: i == 1 ? firstWire : Ports.free())
-                let toml = """
-                    node_id = "\(id)"
-                    http = "127.0.0.1:\(node.http)"
-                    admin = "127.0.0.1:\(node.admin)"
-                    wire = "127.0.0.1:\(node.wire)"
-                    seeds = ["127.0.0.1:\(firstWire)"]
-                    cluster_secret = "\(secret)"
-                    journal = "sqlite:\(work.appendingPathComponent("journal.db").path)"
-                    lenders_dir = "\(base.appendingPathComponent("lenders").path)"
-                    rules = "\(base.appendingPathComponent("rules.json").path)"
-                    """
-                let conf = work.appendingPathComponent("\(id).conf")
-                try toml.write(to: conf, atomically: true, encoding: .utf8)
-                let child = try ChildProcess(
-                    name: "flux node \(id)", arguments: ["run", "--config", conf.path],
-                    logURL: work.appendingPathComponent("\(id).log"), environment: ["LOG_LEVEL": "warning"])
-                children.append(child)
-                try await waitUntilReady("\(node.url)/health/ready", child: child)
-                cluster.append(node.with(child))
-            }
-            try await waitForMembers(cluster)
-            try await waitForShards(cluster, shards: 256)
-            print("cluster: \(cluster.map { "\($0.id) http://127.0.0.1:\($0.http)" }.joined(separator: ", "))")
+            try await local.startLenders()
+            // The nodes share one embedded journal; n1 is everyone's seed.
+            try await local.startNodes(nodes, prefix: "n", logLevel: "warning")
+            try await local.waitForShards()
+            let cluster = local.nodes
+            print("cluster: \(cluster.map { "\($0.id) \($0.url)" }.joined(separator: ", "))")
 
             let victim = cluster.count >= 3 && !noKill ? cluster.last : nil
             let sent = try await stream(to: cluster, kill: victim)
-            let survivor = cluster[0]
             let ok = try await summarize(
-                sent, node: survivor.url, simulator: simConfig, cluster: cluster, killed: victim)
-            await cleanup(children)
+                sent, node: cluster[0].url, simulator: local.simulator!, cluster: cluster, killed: victim)
+            await local.stop()
             if !ok { throw ExitCode(1) }
         } catch {
             logger.error("demo failed: \(error)")
-            await cleanup(children)
+            await local.stop()
             throw error
         }
     }
@@ -108,7 +62,7 @@ struct DemoCommand: AsyncParsableCommand {
         func isUp(_ id: String) -> Bool { !down.withLock { $0.contains(id) } }
     }
 
-    private func stream(to cluster: [DemoNode], kill victim: DemoNode?) async throws -> [Outcome] {
+    private func stream(to cluster: [LocalCluster.Node], kill victim: LocalCluster.Node?) async throws -> [Outcome] {
         var generator = CheckoutBodyGenerator(
             seed: seed, runID: "demo\(seed)x\(Int(Date().timeIntervalSince1970) % 100000)")
         let interval = Duration.milliseconds(Int64(1000 / max(rate, 0.1)))
@@ -120,7 +74,7 @@ struct DemoCommand: AsyncParsableCommand {
         return await withTaskGroup(of: Outcome?.self) { group in
             for n in 1...checkouts {
                 if let victim, n == checkouts / 2 {
-                    _ = await victim.child?.stop(signal: SIGKILL, timeout: .seconds(5))
+                    _ = await victim.child.stop(signal: SIGKILL, timeout: .seconds(5))
                     alive.kill(victim.id)
                     let banner = "✖ \(victim.id) killed with SIGKILL — its shards fail over to the others"
                     print(tty ? "\u{1B}[1;31m\(banner)\u{1B}[0m" : banner)
@@ -209,44 +163,9 @@ struct DemoCommand: AsyncParsableCommand {
         }
     }
 
-    /// Waits until the nodes together hold every shard (each node's `flux_shards_held` gauge), so
-    /// the stream does not start while the shards are still moving after the joins.
-    private func waitForShards(_ cluster: [DemoNode], shards: Int) async throws {
-        let deadline = ContinuousClock.now + .seconds(30)
-        while ContinuousClock.now < deadline {
-            var held = 0
-            for node in cluster {
-                guard let (status, body) = try? await SimpleHTTP.get("\(node.url)/metrics"), status == 200 else {
-                    continue
-                }
-                for line in String(decoding: body, as: UTF8.self).split(separator: "\n")
-                where line.hasPrefix("flux_shards_held ") {
-                    held += Int(Double(line.split(separator: " ").last ?? "") ?? 0)
-                }
-            }
-            if held == shards { return }
-            try await Task.sleep(for: .milliseconds(100))
-        }
-        throw DemoError("the nodes did not take all \(shards) shards within 30 s")
-    }
-
-    /// Waits until the first node sees every node alive.
-    private func waitForMembers(_ cluster: [DemoNode]) async throws {
-        let deadline = ContinuousClock.now + .seconds(30)
-        while ContinuousClock.now < deadline {
-            if let (status, body) = try? await SimpleHTTP.get("\(cluster[0].adminURL)/cluster/members"), status == 200,
-                let list = try? JSONValue.parse(body).arrayValue,
-                list.filter({ $0["status"]?.stringValue == "alive" }).count == cluster.count
-            {
-                return
-            }
-            try await Task.sleep(for: .milliseconds(100))
-        }
-        throw DemoError("the nodes did not form one cluster within 30 s")
-    }
-
     private func summarize(
-        _ outcomes: [Outcome], node: String, simulator: SimulatorConfig, cluster: [DemoNode], killed: DemoNode?
+        _ outcomes: [Outcome], node: String, simulator: SimulatorConfig, cluster: [LocalCluster.Node],
+        killed: LocalCluster.Node?
     ) async throws -> Bool {
         print(String(repeating: "─", count: 118))
         var byStatus: [String: Int] = [:]
@@ -335,21 +254,6 @@ struct DemoCommand: AsyncParsableCommand {
             c.count >= w ? c + " " : c.padding(toLength: w, withPad: " ", startingAt: 0)
         }
         .joined(separator: " ")
-    }
-
-    struct DemoNode: Sendable {
-        var id: String
-        var http: Int
-        var admin: Int
-        var wire: Int
-        var child: ChildProcess?
-        var url: String { "http://127.0.0.1:\(http)" }
-        var adminURL: String { "http://127.0.0.1:\(admin)" }
-        func with(_ child: ChildProcess) -> DemoNode {
-            var copy = self
-            copy.child = child
-            return copy
-        }
     }
 
     static func rupees(_ paise: Int64) -> String {
