@@ -68,7 +68,7 @@ import Testing
 
     @Test func anyNodeServesAnyCallAndSurvivorsTakeOverAfterKillNine() async throws {
         let h = try await Self.cluster()
-        try await ClusterMembershipEndToEndTests.using(h) { h in
+        try await h.run { h in
             // Checkouts at every node; the owner serves each and says so in Flux-Node.
             let map = ShardMap(shards: 64)
             var forwarded = 0
@@ -181,7 +181,7 @@ import Testing
         .enabled(if: ProcessInfo.processInfo.environment["FLUX_TEST_POSTGRES"] != nil))
     func failoverOnPostgres() async throws {
         let h = try await Self.cluster(latencyMs: 200, journal: try freshPostgresDatabase())
-        try await ClusterMembershipEndToEndTests.using(h) { h in
+        try await h.run { h in
             var accepted: [String] = []
             for i in 0..<24 {
                 let r = try await Self.post(h, at: Self.ids[i % 3], customer: "pg-\(i)", key: "pg-\(i)")
@@ -199,7 +199,7 @@ import Testing
 
     @Test func gracefulLeaveHandsShardsOverAndNothingStalls() async throws {
         let h = try await Self.cluster(latencyMs: 300)
-        try await ClusterMembershipEndToEndTests.using(h) { h in
+        try await h.run { h in
             var accepted: [String] = []
             for i in 0..<18 {
                 let r = try await Self.post(h, at: Self.ids[i % 3], customer: "leave-\(i)", key: "leave-\(i)")
@@ -224,7 +224,7 @@ import Testing
 
     @Test func theMinorityOfAPartitionStopsActingAndNobodyLendsTwice() async throws {
         let h = try await Self.cluster(latencyMs: 200, faults: true)
-        try await ClusterMembershipEndToEndTests.using(h) { h in
+        try await h.run { h in
             var accepted: [String] = []
             for i in 0..<18 {
                 let r = try await Self.post(h, at: Self.ids[i % 3], customer: "part-\(i)", key: "part-\(i)")

@@ -11,7 +11,7 @@ import NIOHTTP1
 /// Runs several real `flux-node` processes as one cluster: seeds, a shared `cluster_secret`, one
 /// shared SQLite journal file and fast SWIM settings, in a temporary folder `stop()` removes.
 /// No lenders are configured: these tests are about membership.
-final class ClusterHarness: @unchecked Sendable {
+final class ClusterHarness: StoppableHarness, @unchecked Sendable {
     // @unchecked: each test owns its harness and drives it from one task; `processes` changes
     // only in `start`/`kill`/`terminate`, which the test awaits before the next call.
     struct Node: Sendable {

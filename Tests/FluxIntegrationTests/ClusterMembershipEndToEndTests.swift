@@ -19,18 +19,6 @@ import Testing
         return h
     }
 
-    /// Runs `body`, then stops every node of `h` whether it passed, failed or threw (a detached
-    /// stop might not run before the test process exits).
-    static func using(_ h: ClusterHarness, _ body: (ClusterHarness) async throws -> Void) async throws {
-        do {
-            try await body(h)
-        } catch {
-            await h.stop()
-            throw error
-        }
-        await h.stop()
-    }
-
     static func allAlive(_ h: ClusterHarness, at observers: [String], members: [String] = ids) async -> Bool {
         for o in observers {
             let s = await h.statuses(at: o)
@@ -40,7 +28,7 @@ import Testing
     }
 
     @Test func joinKillNineAndRestart() async throws {
-        try await Self.using(try await Self.threeNodes()) { h in try await Self.joinKillNineAndRestart(h) }
+        try await Self.threeNodes().run { h in try await Self.joinKillNineAndRestart(h) }
     }
 
     static func joinKillNineAndRestart(_ h: ClusterHarness) async throws {
@@ -108,7 +96,7 @@ import Testing
     }
 
     @Test func sigtermLeavesAndAWrongSecretIsNeverAdmitted() async throws {
-        try await Self.using(try await Self.threeNodes()) { h in try await Self.leaveAndIntruder(h) }
+        try await Self.threeNodes().run { h in try await Self.leaveAndIntruder(h) }
     }
 
     static func leaveAndIntruder(_ h: ClusterHarness) async throws {
@@ -140,7 +128,7 @@ import Testing
     }
 
     @Test func seedsWithoutASecretRefuseToStart() async throws {
-        try await Self.using(try ClusterHarness()) { h in
+        try await ClusterHarness().run { h in
             try h.add("lonely", noSecret: true, seeds: ["127.0.0.1:1"])
             #expect(try await h.runToExit("lonely") == 2)
             #expect(h.log("lonely").contains("cluster_secret"))
@@ -148,7 +136,7 @@ import Testing
     }
 
     @Test func aNodeWithoutSecretOrSeedsIsAClusterOfOne() async throws {
-        try await Self.using(try ClusterHarness()) { h in
+        try await ClusterHarness().run { h in
             try h.add("solo", noSecret: true, seeds: [])
             try await h.start("solo")
             let members = try await h.members(at: "solo")
@@ -169,7 +157,7 @@ import Testing
             for _ in 0..<runs {
                 let h = try await Self.threeNodes(swim: swim)
                 var detected: Duration?
-                try await Self.using(h) { h in
+                try await h.run { h in
                     let joined = await ClusterHarness.timeUntil(.seconds(30)) { await Self.allAlive(h, at: Self.ids) }
                     #expect(joined != nil)
                     h.kill9("n3")

@@ -12,7 +12,7 @@ import NIOHTTP1
 /// outside the demo available: `idfc` (workflow auth, four-step HMAC handshake) and `kotak`
 /// (mTLS + API key, with certificates made by `openssl` for the test), and edits of any
 /// simulated lender or descriptor.
-final class LenderHarness: @unchecked Sendable {
+final class LenderHarness: StoppableHarness, @unchecked Sendable {
     // @unchecked: driven by one test at a time; nothing mutable is shared across tasks.
     let dir: URL
     let lendersDir: URL
@@ -184,17 +184,6 @@ final class LenderHarness: @unchecked Sendable {
         }.joined(separator: "\n--- restarted ---\n")
         let sim = (try? String(contentsOf: dir.appendingPathComponent("sim.log"), encoding: .utf8)) ?? ""
         return "node:\n" + String(node.suffix(3000)) + "\nsimulator:\n" + String(sim.suffix(1000))
-    }
-
-    /// Runs `body`, then stops the node and the simulator whether it passed, failed or threw.
-    func run(_ body: (LenderHarness) async throws -> Void) async throws {
-        do {
-            try await body(self)
-        } catch {
-            await stop()
-            throw error
-        }
-        await stop()
     }
 
     func stop() async {

@@ -10,7 +10,7 @@ import NIOHTTP1
 
 /// Runs the real `flux-node` binary: the simulated lenders and one node, on free ports, in a
 /// temporary folder that `stop()` removes.
-final class NodeHarness: @unchecked Sendable {
+final class NodeHarness: StoppableHarness, @unchecked Sendable {
     // @unchecked: the harness is driven by one test at a time (each test owns its harness);
     // `node` is replaced only by `restartNode`, which the test awaits before using it again.
     let dir: URL
@@ -169,18 +169,6 @@ final class NodeHarness: @unchecked Sendable {
         try await waitReady("\(baseURL)/health/ready", process: node)
     }
 
-    /// Runs `body`, then stops the node and the simulator whether it passed, failed or threw (a
-    /// detached stop in a `defer` might never run before the test process exits).
-    func run(_ body: (NodeHarness) async throws -> Void) async throws {
-        do {
-            try await body(self)
-        } catch {
-            await stop()
-            throw error
-        }
-        await stop()
-    }
-
     func stop() async {
         await stopNode()
         if simulator.isRunning {
@@ -262,6 +250,25 @@ func freshPostgresDatabase() throws -> String {
     }
     return base.split(separator: " ").map { $0.hasPrefix("dbname=") ? "dbname=\(name)" : String($0) }.joined(
         separator: " ")
+}
+
+/// A test's processes, stopped whatever the test did.
+protocol StoppableHarness: AnyObject, Sendable {
+    func stop() async
+}
+
+extension StoppableHarness {
+    /// Runs `body`, then stops the harness whether it passed, failed or threw (a detached stop in
+    /// a `defer` might never run before the test process exits).
+    func run(_ body: (Self) async throws -> Void) async throws {
+        do {
+            try await body(self)
+        } catch {
+            await stop()
+            throw error
+        }
+        await stop()
+    }
 }
 
 struct HarnessError: Error, CustomStringConvertible {
