@@ -139,6 +139,10 @@ import Testing
         #expect(failure(2, "request.form", ["a": "b"])?.path == "$.auth.steps[2].request.form")
         #expect(failure(3, "extract.access_token", "data.token")?.path == "$.auth.steps[3].extract.access_token")
         #expect(failure(1, "name", "nonce")?.path == "$.auth.steps[1].name")
+        // Step headers follow the operations' rules (no line breaks: no header injection).
+        #expect(
+            failure(0, "request.headers", ["X-Trace": "a\r\nX-Evil: 1"])?.path
+                == "$.auth.steps[0].request.headers.X-Trace")
         // Operations may read the steps' values, and the token.
         let ok = Self.descriptorJSON().setting("operations.apply.headers.X-Session", "{{steps.session.id}}")
         #expect((try? LenderFixtures.descriptor(ok)) != nil)

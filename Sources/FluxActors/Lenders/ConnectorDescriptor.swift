@@ -534,21 +534,7 @@ struct DescriptorParser {
         }
         let pathTemplate = try text(pathText, child(path, "path"), env)
 
-        var headers: [(name: String, value: TextTemplate)] = []
-        if let h = o["headers"], !h.isNull {
-            let hp = child(path, "headers")
-            let ho = try object(h, hp, allowed: Array((h.objectValue ?? [:]).keys))
-            guard ho.count <= ConnectorDescriptor.maxHeaders else {
-                throw fail(hp, "has more than \(ConnectorDescriptor.maxHeaders) headers")
-            }
-            for k in ho.keys.sorted() {
-                let kp = child(hp, k)
-                guard HTTPHeaderName.isValid(k) else { throw fail(kp, "is not a valid HTTP header name") }
-                guard case .string(let s) = ho[k]! else { throw fail(kp, "must be a string") }
-                guard !s.contains("\r"), !s.contains("\n") else { throw fail(kp, "must not contain line breaks") }
-                headers.append((k, try text(s, kp, env)))
-            }
-        }
+        let headers = try headerTemplates(o["headers"], child(path, "headers"), env)
 
         var body: JSONTemplate? = nil
         if let b = o["body"], !b.isNull {
@@ -559,6 +545,27 @@ struct DescriptorParser {
         let response = try parseResponse(o["response"], op: op, path: child(path, "response"))
         return OperationSpec(
             method: method, path: pathTemplate, headers: headers, body: body, timeoutMs: opTimeout, response: response)
+    }
+
+    /// A request's `headers` object (optional): valid names, string values without line breaks,
+    /// at most `ConnectorDescriptor.maxHeaders`, in name order.
+    func headerTemplates(_ h: JSONValue?, _ hp: String, _ env: TemplateEnvironment) throws(DescriptorError)
+        -> [(name: String, value: TextTemplate)]
+    {
+        guard let h, !h.isNull else { return [] }
+        let ho = try object(h, hp, allowed: Array((h.objectValue ?? [:]).keys))
+        guard ho.count <= ConnectorDescriptor.maxHeaders else {
+            throw fail(hp, "has more than \(ConnectorDescriptor.maxHeaders) headers")
+        }
+        var headers: [(name: String, value: TextTemplate)] = []
+        for k in ho.keys.sorted() {
+            let kp = child(hp, k)
+            guard HTTPHeaderName.isValid(k) else { throw fail(kp, "is not a valid HTTP header name") }
+            guard case .string(let s) = ho[k]! else { throw fail(kp, "must be a string") }
+            guard !s.contains("\r"), !s.contains("\n") else { throw fail(kp, "must not contain line breaks") }
+            headers.append((k, try text(s, kp, env)))
+        }
+        return headers
     }
 
     func compileBody(_ v: JSONValue, _ path: String, _ env: TemplateEnvironment, depth: Int) throws(DescriptorError)

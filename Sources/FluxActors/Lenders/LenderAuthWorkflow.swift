@@ -215,20 +215,7 @@ extension DescriptorParser {
                 throw fail(child(rp, "path"), "must not contain spaces, control characters or '#'")
             }
             let url = try text(pathText, child(rp, "path"), env)
-            var headers: [(name: String, value: TextTemplate)] = []
-            if let h = ro["headers"], !h.isNull {
-                let hp = child(rp, "headers")
-                let ho = try object(h, hp, allowed: Array((h.objectValue ?? [:]).keys))
-                guard ho.count <= ConnectorDescriptor.maxHeaders else {
-                    throw fail(hp, "has more than \(ConnectorDescriptor.maxHeaders) headers")
-                }
-                for k in ho.keys.sorted() {
-                    let kp = child(hp, k)
-                    guard HTTPHeaderName.isValid(k) else { throw fail(kp, "is not a valid HTTP header name") }
-                    guard case .string(let s) = ho[k]! else { throw fail(kp, "must be a string") }
-                    headers.append((k, try text(s, kp, env)))
-                }
-            }
+            let headers = try headerTemplates(ro["headers"], child(rp, "headers"), env)
             var body: JSONTemplate? = nil
             var form: [(name: String, value: TextTemplate)]? = nil
             if let b = ro["body"], !b.isNull {
