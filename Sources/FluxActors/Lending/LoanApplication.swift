@@ -169,13 +169,7 @@ public actor LoanApplication {
             let target = assignedSeq
             await withCheckedContinuation { c in appendWaiters.append((target, c)) }
         }
-        guard !stopped else { return }
-        stopped = true
-        services.logger.debug("application handed over", metadata: ["application": "\(id)"])
-        for w in appendWaiters { w.continuation.resume() }
-        appendWaiters.removeAll()
-        wakeViewWaiters()
-        reportSettled()
+        stop(reason: "shard handed over", handedOver: true)
     }
 
     /// Marks a lender call as started; false when the actor is stopping or handing over.
@@ -274,10 +268,17 @@ public actor LoanApplication {
         return false
     }
 
-    private func stop(reason: String) {
+    /// Stops for good: waiters are released, the switchboard is told. A hand-over is routine; any
+    /// other stop (the journal refused the stream) is an error worth a log line.
+    private func stop(reason: String, handedOver: Bool = false) {
         guard !stopped else { return }
         stopped = true
-        services.logger.error("application actor stopped", metadata: ["application": "\(id)", "reason": "\(reason)"])
+        if handedOver {
+            services.logger.debug("application handed over", metadata: ["application": "\(id)"])
+        } else {
+            services.logger.error(
+                "application actor stopped", metadata: ["application": "\(id)", "reason": "\(reason)"])
+        }
         for w in appendWaiters { w.continuation.resume() }
         appendWaiters.removeAll()
         wakeViewWaiters()
