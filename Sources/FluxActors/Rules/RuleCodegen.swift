@@ -51,9 +51,9 @@ extension ExpressionCompiler {
     private static func emitBinary(_ op: BinaryOperator, _ a: TypedExpression, _ b: TypedExpression) -> RuleCode {
         switch op {
         case .and:
-            return AndNode(emit(a), emit(b))
+            return ShortCircuitNode(and: emit(a), emit(b))
         case .or:
-            return OrNode(emit(a), emit(b))
+            return ShortCircuitNode(or: emit(a), emit(b))
         case .equal, .notEqual, .less, .lessOrEqual, .greater, .greaterOrEqual:
             switch (a, b) {
             case (.slot(let i), .constant(let c)): return SlotCompareNode(op, i, c)
@@ -229,39 +229,26 @@ final class BetweenNode: RuleNode, @unchecked Sendable {
     }
 }
 
-final class AndNode: RuleNode, @unchecked Sendable {
+/// `and` / `or`: the right side runs only when the left does not decide (`false` for `and`,
+/// `true` for `or`).
+final class ShortCircuitNode: RuleNode, @unchecked Sendable {
     let left: RuleNode
     let right: RuleNode
-    init(_ left: RuleNode, _ right: RuleNode) {
-        self.left = left
-        self.right = right
+    /// The left value that decides without the right: false for `and`, true for `or`.
+    let decidesOn: Bool
+    let name: StaticString
+    init(and left: RuleNode, _ right: RuleNode) {
+        (self.left, self.right, self.decidesOn, self.name) = (left, right, false, "and")
+    }
+    init(or left: RuleNode, _ right: RuleNode) {
+        (self.left, self.right, self.decidesOn, self.name) = (left, right, true, "or")
     }
     override func run(_ frame: RuleFrame) -> RuleValue {
-        switch RuleOperations.truth(left.run(frame), "and") {
+        switch RuleOperations.truth(left.run(frame), name) {
         case .failure(let f): return .fault(f)
-        case .success(false): return .boolean(false)
-        case .success(true):
-            switch RuleOperations.truth(right.run(frame), "and") {
-            case .success(let r): return .boolean(r)
-            case .failure(let f): return .fault(f)
-            }
-        }
-    }
-}
-
-final class OrNode: RuleNode, @unchecked Sendable {
-    let left: RuleNode
-    let right: RuleNode
-    init(_ left: RuleNode, _ right: RuleNode) {
-        self.left = left
-        self.right = right
-    }
-    override func run(_ frame: RuleFrame) -> RuleValue {
-        switch RuleOperations.truth(left.run(frame), "or") {
-        case .failure(let f): return .fault(f)
-        case .success(true): return .boolean(true)
-        case .success(false):
-            switch RuleOperations.truth(right.run(frame), "or") {
+        case .success(let l) where l == decidesOn: return .boolean(l)
+        case .success:
+            switch RuleOperations.truth(right.run(frame), name) {
             case .success(let r): return .boolean(r)
             case .failure(let f): return .fault(f)
             }
