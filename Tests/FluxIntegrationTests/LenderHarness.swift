@@ -18,7 +18,7 @@ final class LenderHarness: StoppableHarness, @unchecked Sendable {
     let lendersDir: URL
     let simulator: Process
     private(set) var node: Process
-    let httpPort: Int
+    private(set) var httpPort: Int
     let controlURL: String
     /// Base URL of every simulated lender, by id.
     let lenderURLs: [String: String]
@@ -122,6 +122,29 @@ final class LenderHarness: StoppableHarness, @unchecked Sendable {
             .write(to: dir.appendingPathComponent("rules.json"))
 
         httpPort = freePort()
+        simulator = try NodeHarness.spawn(
+            ["simulate-lenders", "--config", dir.appendingPathComponent("simulator.json").path],
+            log: dir.appendingPathComponent("sim.log"))
+        node = try Self.startNode(in: dir, httpPort: httpPort)
+        try await waitReady("\(controlURL)/control", process: simulator)
+        // On a busy machine another process may take a free port between the test picking it and
+        // the node binding it: the node exits at once saying so, and starts again on new ports.
+        for attempt in 0..<3 {
+            do {
+                try await waitReady("\(baseURL)/health/ready", process: node)
+                break
+            } catch {
+                let log = (try? String(contentsOf: dir.appendingPathComponent("node.log"), encoding: .utf8)) ?? ""
+                guard attempt < 2, !node.isRunning, log.contains("in use") else { throw error }
+                httpPort = freePort()
+                node = try Self.startNode(in: dir, httpPort: httpPort)
+            }
+        }
+    }
+
+    /// Writes the node's configuration (the given HTTP port, fresh admin and wire ports) and
+    /// starts it.
+    static func startNode(in dir: URL, httpPort: Int) throws -> Process {
         try """
         node_id = "lenders-node"
         http = "127.0.0.1:\(httpPort)"
@@ -131,15 +154,9 @@ final class LenderHarness: StoppableHarness, @unchecked Sendable {
         lenders_dir = "lenders"
         rules = "rules.json"
         """.write(to: dir.appendingPathComponent("cluster.conf"), atomically: true, encoding: .utf8)
-
-        simulator = try NodeHarness.spawn(
-            ["simulate-lenders", "--config", dir.appendingPathComponent("simulator.json").path],
-            log: dir.appendingPathComponent("sim.log"))
-        node = try NodeHarness.spawn(
+        return try NodeHarness.spawn(
             ["run", "--config", dir.appendingPathComponent("cluster.conf").path],
             log: dir.appendingPathComponent("node.log"))
-        try await waitReady("\(controlURL)/control", process: simulator)
-        try await waitReady("\(baseURL)/health/ready", process: node)
     }
 
     /// A repository descriptor with its base URL on the test's port and top-level overrides.
