@@ -65,6 +65,31 @@ struct ApplicationEventTests {
         }
     }
 
+    @Test("encodedData writes byte for byte the text JSONEncoder wrote (stored events keep their shape)")
+    func sameTextAsJSONEncoder() throws {
+        func legacy(_ v: some Encodable) throws -> String {
+            String(decoding: try ApplicationEvent.encoder.encode(v), as: UTF8.self)
+        }
+        for event in Self.samples {
+            let expected: String
+            switch event {
+            case .received(let p): expected = try legacy(p)
+            case .ranked(let p): expected = try legacy(p)
+            case .attemptSkipped(let p): expected = try legacy(p)
+            case .attemptStarted(let p): expected = try legacy(p)
+            case .attemptFinished(let p): expected = try legacy(p)
+            case .statusInquired(let p): expected = try legacy(p)
+            case .approved(let p): expected = try legacy(p)
+            case .disbursalFailed(let p): expected = try legacy(p)
+            case .cancelRequested(let p): expected = try legacy(p)
+            case .compensated(let p): expected = try legacy(p)
+            case .disbursed(let p): expected = try legacy(p)
+            case .declined(let p), .failed(let p), .cancelled(let p): expected = try legacy(p)
+            }
+            #expect(event.encodedData() == expected, "\(event.typeName)")
+        }
+    }
+
     @Test("encodedData then decode gives the same event, for the payloads without ...ID fields")
     func roundTripWithoutIDFields() throws {
         let plain = Self.samples.filter { !$0.encodedData().contains("_id\"") }

@@ -77,6 +77,20 @@ import Testing
         #expect(try LoanEvent.decode(type: "LoanOpened", data: data).encodedData() == data)
     }
 
+    @Test func openedEventTextIsWhatJSONEncoderWrote() throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        for tenure in [1, 12, 24] {
+            let o = try LoanOpened(
+                applicationID: "app_1/\"x\"", lenderID: "abfl", lenderReference: "R-1", customerID: "c",
+                merchantID: "m",
+                principalPaise: 1_234_567, annualRateBps: 1_650, tenureMonths: tenure,
+                disbursedAt: Date(timeIntervalSince1970: 1_738_318_530.25))
+            let legacy = String(decoding: try encoder.encode(o), as: UTF8.self)
+            #expect(LoanEvent.opened(o).encodedData() == legacy)
+        }
+    }
+
     @Test func disbursalTimeIsKeptToTheMillisecond() throws {
         var o = try opening()
         o = try LoanOpened(

@@ -151,17 +151,37 @@ public enum LoanEvent: Sendable, Equatable {
         }
     }
 
-    /// The journal's `data` column: the event's payload as a compact JSON object, keys sorted.
+    /// The journal's `data` column: the event's payload as a compact JSON object, keys sorted
+    /// (the text `JSONEncoder` with `.sortedKeys` wrote, without its cost: a 24-line schedule is
+    /// written on every disbursal).
     public func encodedData() -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        let data: Data?
         switch self {
-        case .opened(let e): data = try? encoder.encode(e)
+        case .opened(let e):
+            var w = JSONObjectWriter(capacity: 512 + 160 * e.schedule.lines.count)
+            w.int("annual_rate_bps", e.annualRateBps)
+            w.string("application_id", e.applicationID)
+            w.string("customer_id", e.customerID)
+            w.string("disbursed_at", LoanTimestamp.format(e.disbursedAt))
+            w.string("lender_id", e.lenderID)
+            w.string("lender_reference", e.lenderReference)
+            w.string("loan_id", e.loanID)
+            w.string("merchant_id", e.merchantID)
+            w.int("principal_paise", e.principalPaise)
+            w.object("schedule") { s in
+                s.int("emi_paise", e.schedule.emiPaise)
+                s.objects("lines", e.schedule.lines) { l, line in
+                    l.int("balance_paise", line.balancePaise)
+                    l.string("due_date", line.dueDate.description)
+                    l.int("emi_paise", line.emiPaise)
+                    l.int("interest_paise", line.interestPaise)
+                    l.int("n", line.n)
+                    l.int("paid_paise", line.paidPaise)
+                    l.int("principal_paise", line.principalPaise)
+                }
+            }
+            w.int("tenure_months", e.tenureMonths)
+            return w.finish()
         }
-        // Strings, integers and arrays of them always encode; `nil` here would be a Foundation bug.
-        guard let data else { preconditionFailure("a loan event failed to encode") }
-        return String(decoding: data, as: UTF8.self)
     }
 
     /// Reads an event back from the journal's `type` and `data` columns.

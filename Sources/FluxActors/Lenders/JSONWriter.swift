@@ -240,7 +240,8 @@ struct JSONReader {
         while i < u.count, u[i] != UInt8(ascii: "\""), u[i] != UInt8(ascii: "\\"), u[i] >= 0x20 { i += 1 }
         guard i < u.count else { throw Failure(offset: i) }
         if u[i] == UInt8(ascii: "\"") {
-            let s = String(decoding: u[start..<i], as: UTF8.self)
+            // Invalid UTF-8 is refused, not repaired: what Flux stores is what the client sent.
+            guard let s = String(validating: u[start..<i], as: UTF8.self) else { throw Failure(offset: start) }
             i += 1
             return s
         }
@@ -250,7 +251,8 @@ struct JSONReader {
             let c = u[i]
             if c == UInt8(ascii: "\"") {
                 i += 1
-                return String(decoding: out, as: UTF8.self)
+                guard let s = String(validating: out, as: UTF8.self) else { throw Failure(offset: start) }
+                return s
             }
             guard c >= 0x20 else { throw Failure(offset: i) }
             if c != UInt8(ascii: "\\") {

@@ -196,26 +196,78 @@ public enum ApplicationEvent: Sendable, Equatable {
         init?(intValue: Int) { nil }
     }
 
-    /// The event's data as JSON text (the journal's `data` column).
+    /// The event's data as JSON text (the journal's `data` column): compact, keys sorted, `nil`
+    /// fields left out — the text `encoder` writes, without its cost on the checkout path.
     public func encodedData() -> String {
-        func enc(_ v: some Encodable) -> String {
-            // The payloads are plain structs of strings, numbers, dates and JSONValues: encoding cannot fail.
-            String(decoding: (try? Self.encoder.encode(v)) ?? Data("{}".utf8), as: UTF8.self)
-        }
+        var w = JSONObjectWriter()
         switch self {
-        case .received(let p): return enc(p)
-        case .ranked(let p): return enc(p)
-        case .attemptSkipped(let p): return enc(p)
-        case .attemptStarted(let p): return enc(p)
-        case .attemptFinished(let p): return enc(p)
-        case .statusInquired(let p): return enc(p)
-        case .approved(let p): return enc(p)
-        case .disbursalFailed(let p): return enc(p)
-        case .cancelRequested(let p): return enc(p)
-        case .compensated(let p): return enc(p)
-        case .disbursed(let p): return enc(p)
-        case .declined(let p), .failed(let p), .cancelled(let p): return enc(p)
+        case .received(let p):
+            w.string("application_id", p.applicationID)
+            w.string("at", Timestamp.format(p.at))
+            w.string("customer_id", p.customerID)
+            w.string("idempotency_key", p.idempotencyKey)
+            w.string("merchant_id", p.merchantID)
+            w.json("request", p.request)
+            w.string("request_hash", p.requestHash)
+        case .ranked(let p):
+            w.objects("excluded", p.excluded) { o, e in
+                o.strings("failed", e.failed)
+                o.string("lender_id", e.lenderID)
+            }
+            w.strings("lenders", p.lenders)
+            w.int("ruleset_version", p.rulesetVersion)
+            w.doubles("scores", p.scores)
+        case .attemptSkipped(let p):
+            w.string("at", Timestamp.format(p.at))
+            w.string("lender_id", p.lenderID)
+            w.string("outcome", p.outcome.rawValue)
+            w.string("reason", p.reason)
+        case .attemptStarted(let p):
+            w.string("at", Timestamp.format(p.at))
+            w.string("idempotency_key", p.idempotencyKey)
+            w.string("lender_id", p.lenderID)
+        case .attemptFinished(let p):
+            w.int("annual_rate_bps", p.annualRateBps)
+            w.int("latency_ms", p.latencyMs)
+            w.string("lender_id", p.lenderID)
+            w.string("lender_reference", p.lenderReference)
+            w.bool("needs_inquiry", p.needsInquiry)
+            w.string("outcome", p.outcome.rawValue)
+            w.string("reason", p.reason)
+            w.int("tries", p.tries)
+        case .statusInquired(let p):
+            w.int("annual_rate_bps", p.annualRateBps)
+            w.int("latency_ms", p.latencyMs)
+            w.string("lender_id", p.lenderID)
+            w.string("lender_reference", p.lenderReference)
+            w.string("reason", p.reason)
+            w.string("result", p.result.rawValue)
+            w.int("tries", p.tries)
+        case .approved(let p):
+            w.int("annual_rate_bps", p.annualRateBps)
+            w.string("lender_id", p.lenderID)
+            w.string("lender_reference", p.lenderReference)
+        case .disbursalFailed(let p):
+            w.string("lender_id", p.lenderID)
+            w.string("reason", p.reason)
+        case .cancelRequested(let p):
+            w.string("at", Timestamp.format(p.at))
+        case .compensated(let p):
+            w.string("lender_id", p.lenderID)
+            w.string("lender_reference", p.lenderReference)
+            w.string("reason", p.reason)
+            w.string("result", p.result)
+        case .disbursed(let p):
+            w.int("annual_rate_bps", p.annualRateBps)
+            w.string("at", Timestamp.format(p.at))
+            w.string("lender_id", p.lenderID)
+            w.string("lender_reference", p.lenderReference)
+            w.string("loan_id", p.loanID)
+        case .declined(let p), .failed(let p), .cancelled(let p):
+            w.string("at", Timestamp.format(p.at))
+            w.strings("reasons", p.reasons)
         }
+        return w.finish()
     }
 
     public struct DecodeError: Error, Sendable, Equatable {

@@ -81,7 +81,7 @@ public actor Switchboard {
     private static let hexDigits = Array("0123456789abcdef".utf8)
 
     public static func requestHash(_ body: JSONValue) -> String {
-        SHA256.hash(data: body.jsonData()).map { String(format: "%02x", $0) }.joined()
+        hex(SHA256.hash(data: JSONWriter.bytes(body)))
     }
 
     // MARK: - Create

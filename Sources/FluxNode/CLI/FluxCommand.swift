@@ -5,7 +5,6 @@ import Logging
 import Metrics
 import Prometheus
 
-@main
 struct FluxCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "flux-node",
