@@ -26,6 +26,9 @@ public final class AsyncHTTPClientTransport: HTTPTransport {
             Int64(connectTimeout.components.seconds) * 1_000_000_000
                 + connectTimeout.components.attoseconds / 1_000_000_000)
         config.decompression = .disabled
+        // No tracer: by default AsyncHTTPClient wraps every request in a span of the global
+        // (no-op) tracer, whose attribute handling and casts cost ~3 % of a node's CPU per checkout.
+        config.tracing.tracer = nil
         client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
     }
 

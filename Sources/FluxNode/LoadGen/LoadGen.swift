@@ -264,6 +264,8 @@ public func runLoadGen(options: LoadGenOptions, logger: Logger) async throws -> 
     // the request may take.
     config.timeout = .init(
         connect: .nanoseconds(Int64((Double(options.waitSeconds) + options.timeoutSeconds) * 1e9)))
+    // No tracer: the default no-op spans cost CPU on every request the generator sends.
+    config.tracing.tracer = nil
     let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
     do {
         let report = try await runLoadGen(options: options, client: client, logger: logger)
