@@ -56,3 +56,31 @@ struct JSONValueParseTests {
         #expect(try JSONValue.parse(JSONWriter.bytes(v)) == v)
     }
 }
+
+@Suite("Checkout bodies: integers are integers")
+struct CheckoutIntegerFieldTests {
+    static func body(amount: String) -> [UInt8] {
+        Array(
+            """
+            {"merchant_id":"m","customer":{"id":"c","name":"Asha","phone":"+919800000001","pan":"ABCDE1234F",
+            "date_of_birth":"1990-01-01","bureau_score":750},"loan":{"amount_paise":\(amount),"tenure_months":12},
+            "mode":"waterfall"}
+            """.utf8)
+    }
+
+    @Test("an amount written as 4500000 is read; 4500000.0 and 45e5 are 422 invalid_field, never rounded")
+    func amounts() throws {
+        let good = try CheckoutRequest(json: JSONValue.parse(Self.body(amount: "4500000")))
+        #expect(good.amountPaise == 4_500_000)
+        for bad in ["4500000.0", "45e5", "4500000.5"] {
+            #expect(throws: InvalidField.self, "\(bad)") {
+                _ = try CheckoutRequest(json: JSONValue.parse(Self.body(amount: bad)))
+            }
+            do {
+                _ = try CheckoutRequest(json: JSONValue.parse(Self.body(amount: bad)))
+            } catch let error as InvalidField {
+                #expect(error.field == "loan.amount_paise")
+            }
+        }
+    }
+}
