@@ -60,21 +60,19 @@ struct JSONObjectWriter {
     }
 
     mutating func strings(_ name: StaticString, _ values: [String]) {
-        key(name)
-        bytes.append(UInt8(ascii: "["))
-        for (n, v) in values.enumerated() {
-            if n > 0 { bytes.append(UInt8(ascii: ",")) }
-            JSONWriter.writeString(v, into: &bytes)
-        }
-        bytes.append(UInt8(ascii: "]"))
+        array(name, values) { v, out in JSONWriter.writeString(v, into: &out) }
     }
 
     mutating func doubles(_ name: StaticString, _ values: [Double]) {
+        array(name, values) { v, out in Self.writeDouble(v, into: &out) }
+    }
+
+    private mutating func array<T>(_ name: StaticString, _ values: [T], _ write: (T, inout [UInt8]) -> Void) {
         key(name)
         bytes.append(UInt8(ascii: "["))
         for (n, v) in values.enumerated() {
             if n > 0 { bytes.append(UInt8(ascii: ",")) }
-            Self.writeDouble(v, into: &bytes)
+            write(v, &bytes)
         }
         bytes.append(UInt8(ascii: "]"))
     }
