@@ -8,9 +8,11 @@ import Foundation
 /// continuations. A lost connection fails the call in flight with `.unavailable` and is opened
 /// again on the next call.
 ///
-/// An `append` is one round trip and one transaction (group commit): the batch goes to the
-/// server function `flux_journal_append` as eight arrays, which checks every stream (fencing,
-/// then sequence) and writes the accepted ones with one INSERT … SELECT.
+/// An `append` is one round trip and one transaction (group commit). Batches of 64 events or
+/// more go in with binary `COPY` followed by the checks of `flux_journal_check` in the same
+/// transaction (`appendByCopy`); smaller ones, and any batch that check refuses in part, go to
+/// `flux_journal_append` as eight arrays, which checks every stream (fencing, then sequence) and
+/// writes the accepted ones (`appendExact`).
 public final class PostgresJournalStore: JournalStore, @unchecked Sendable {
     // @unchecked Sendable: every stored property is immutable; the workers are thread-safe and
     // `nextReader` is guarded by `lock`.
@@ -172,9 +174,8 @@ public final class PostgresJournalStore: JournalStore, @unchecked Sendable {
     /// serialisation. Running the batch again settles it.
     static func lostRace(_ sqlState: String) -> Bool { ["23505", "40P01", "40001"].contains(sqlState) }
 
-    /// The rows of `flux_journal_append` / `flux_journal_check`: one per refused stream.
-    static func refusals(_ result: PostgresResult?) throws(JournalError) -> [String: AppendRefusal] {
-        guard let result else { throw .corrupt("PostgreSQL: the journal checks returned nothing") }
+    /// The rows of `flux_journal_append`: one per refused stream.
+    static func refusals(_ result: PostgresResult) throws(JournalError) -> [String: AppendRefusal] {
         var refused: [String: AppendRefusal] = [:]
         for row in 0..<result.rows {
             let a = try result.int64(row, 2)
