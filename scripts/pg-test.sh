@@ -51,6 +51,13 @@ as_owner() {
     fi
 }
 
+# Server settings for the journal's write path (Docs/journal-postgres.md, "Tuning"): room for a
+# whole benchmark's WAL between checkpoints (a checkpoint mid-run makes every page's next change
+# write a full page image), WAL buffers that hold a 1024-event batch several times over, and
+# shared buffers that hold the benchmark's tables. Durability is the point: fsync,
+# synchronous_commit and full_page_writes stay on (the defaults).
+tuning="-c shared_buffers=512MB -c wal_buffers=64MB -c max_wal_size=8GB -c min_wal_size=1GB -c checkpoint_timeout=30min"
+
 # Starts the server (pg_ctl start) with none of our caller's descriptors beyond 0-2. The server is
 # a daemon: whatever it inherits stays open for as long as it runs. Foundation's `Process` (the
 # tests run this script with it) learns that its child ended when the child's copy of a socket
@@ -65,7 +72,7 @@ start_server() {
         done
         exec </dev/null >/dev/null 2>&1
         as_owner "$bin/pg_ctl" start -D "$dir/data" -l "$dir/server.log" -w -t 30 -s \
-            -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200"
+            -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200 $tuning"
     )
 }
 

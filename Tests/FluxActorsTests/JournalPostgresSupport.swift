@@ -11,12 +11,15 @@ let testPostgresConninfo: String? = {
 }()
 
 extension JournalStoreKind {
-    /// PostgreSQL on `conninfo`, each fixture in a fresh schema that cleanup drops.
-    static func postgres(_ conninfo: String) -> JournalStoreKind {
-        JournalStoreKind(name: "postgres") {
+    /// PostgreSQL on `conninfo`, each fixture in a fresh schema that cleanup drops. `copyThreshold`:
+    /// the smallest batch the store appends with COPY (1: every batch; `Int.max`: none, every
+    /// batch takes the exact path).
+    static func postgres(_ conninfo: String, copyThreshold: Int, name: String) -> JournalStoreKind {
+        JournalStoreKind(name: name) {
             let schema = "flux_test_\(UUID().uuidString.prefix(8).lowercased())"
             let open: @Sendable () async throws -> any JournalStore = {
-                let store = try PostgresJournalStore(conninfo: conninfo, schema: schema)
+                let store = try PostgresJournalStore(
+                    conninfo: conninfo, schema: schema, readers: 2, copyThreshold: copyThreshold)
                 try await store.prepare()
                 return store
             }

@@ -13,13 +13,15 @@ struct JournalPostgresTests {
     /// A store in a fresh schema whose connections carry their own application name, so a test
     /// can kill exactly them.
     func withStore(
-        readers: Int = 2, _ body: (PostgresJournalStore, _ applicationName: String) async throws -> Void
+        readers: Int = 2, copyThreshold: Int = PostgresJournalStore.defaultCopyThreshold,
+        _ body: (PostgresJournalStore, _ applicationName: String) async throws -> Void
     ) async throws {
         let tag = UUID().uuidString.prefix(8).lowercased()
         let schema = "flux_test_\(tag)"
         let applicationName = "flux_test_\(tag)"
         let store = try PostgresJournalStore(
-            conninfo: conninfo + " application_name=\(applicationName)", schema: schema, readers: readers)
+            conninfo: conninfo + " application_name=\(applicationName)", schema: schema, readers: readers,
+            copyThreshold: copyThreshold)
         do {
             try await store.prepare()
             try await body(store, applicationName)
@@ -97,14 +99,16 @@ struct JournalPostgresTests {
 
     /// Four writers (four connections) race to create the same new streams while the shard
     /// changes hands twice: every stream ends gap-free, duplicate-free, and written by one writer.
-    @Test func manyWritersRacingOnNewStreamsAndAMovingShard() async throws {
-        try await withStore { store, _ in
+    /// Through the exact path (`Int.max`) and through the COPY path (1).
+    @Test(arguments: [Int.max, 1])
+    func manyWritersRacingOnNewStreamsAndAMovingShard(copyThreshold: Int) async throws {
+        try await withStore(copyThreshold: copyThreshold) { store, _ in
             let writers = try await withThrowingTaskGroup(of: PostgresJournalStore.self) { group in
                 for _ in 0..<3 {
                     group.addTask {
                         // Same schema: `withStore` made it; another store on it is another "node".
                         try PostgresJournalStore(
-                            conninfo: conninfo, schema: store.schema, readers: 1)
+                            conninfo: conninfo, schema: store.schema, readers: 1, copyThreshold: copyThreshold)
                     }
                 }
                 var stores = [store]
@@ -162,6 +166,100 @@ struct JournalPostgresTests {
             #expect(try await store.shardOwnerships() == [ShardOwnership(shard: 5, owner: "n2", epoch: epoch + 2)])
             for other in writers.dropFirst() { await other.close() }
         }
+    }
+
+    /// A journal written by the version-1 schema (its `streams` table, its append function)
+    /// migrates to version 2 with its data: open streams stay listed, sequences go on from where
+    /// they were (through the COPY path), a closed stream reopens, duplicates are refused, and
+    /// a node of the previous build can still list open streams through the `streams` view.
+    @Test func aVersionOneJournalMigrates() async throws {
+        let tag = UUID().uuidString.prefix(8).lowercased()
+        let schema = "flux_test_\(tag)"
+        let old = try PostgresJournalStore(conninfo: conninfo, schema: schema, readers: 1, copyThreshold: .max)
+        let new = try PostgresJournalStore(conninfo: conninfo, schema: schema, readers: 1, copyThreshold: 1)
+        do {
+            try await old.execute(
+                """
+                CREATE TABLE schema_version (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now());
+                \(PostgresJournalSchema.migrations[0]);
+                INSERT INTO schema_version (version) VALUES (1);
+                """)
+            let written =
+                journalEvents("open-1", 1...2) + [
+                    journalEvent("closed-1", 1), journalEvent("closed-1", 2, closes: true),
+                ]
+                + [journalEvent("reopen", 1, closes: true)]
+            #expect(try await old.append(written).refused.isEmpty)
+
+            try await new.prepare()
+            #expect(try await new.openStreams(shards: [1], prefix: "") == ["open-1"])
+            let next = [
+                journalEvent("open-1", 3, closes: true), journalEvent("closed-1", 3), journalEvent("reopen", 2),
+                journalEvent("fresh", 1),
+            ]
+            #expect(try await new.append(next).refused.isEmpty)
+            #expect(try await new.openStreams(shards: [1], prefix: "") == ["closed-1", "fresh", "reopen"])
+            #expect(
+                try await new.append([journalEvent("open-1", 3)]).refused == [
+                    "open-1": .sequenceConflict(expected: 4, got: 3)
+                ])
+            #expect(try await new.read(stream: "open-1", afterSeq: 0).map(\.seq) == [1, 2, 3])
+            #expect(try await new.read(stream: "closed-1", afterSeq: 0).map(\.closesStream) == [false, true, false])
+            // What the previous build's openStreams runs.
+            try await new.execute("SELECT stream FROM streams WHERE shard = ANY ('{1}'::integer[]) AND open")
+        } catch {
+            await old.close()
+            await new.close()
+            try? await dropPostgresSchema(conninfo: conninfo, schema: schema)
+            throw error
+        }
+        await old.close()
+        await new.close()
+        try await dropPostgresSchema(conninfo: conninfo, schema: schema)
+    }
+
+    /// The COPY path (every batch takes it here): bad rows fail the whole batch and leave the
+    /// connection usable; stream names that need quoting reach the checks intact; a batch that
+    /// is fenced in part writes its other streams.
+    @Test func theCopyPathRefusesAndQuotesLikeTheExactPath() async throws {
+        let tag = UUID().uuidString.prefix(8).lowercased()
+        let schema = "flux_test_\(tag)"
+        let store = try PostgresJournalStore(conninfo: conninfo, schema: schema, readers: 1, copyThreshold: 1)
+        do {
+            try await store.prepare()
+            await #expect(throws: JournalError.self) {
+                try await store.append([journalEvent("ok", 1), journalEvent("bad", 1, data: "not json")])
+            }
+            await #expect(throws: JournalError.self) {
+                try await store.append([journalEvent("ok", 1), journalEvent("nul", 1, data: "{\"a\":\"\u{0}\"}")])
+            }
+            #expect(try await store.read(stream: "ok", afterSeq: 0) == [])
+            #expect(try await store.append([journalEvent("ok", 1)]).refused.isEmpty)
+
+            let odd = #"a"b\c'd,{} e"#
+            #expect(try await store.append(journalEvents(odd, 1...2) + journalEvents("plain", 1...1)).refused.isEmpty)
+            #expect(try await store.append(journalEvents(odd, 3...4)).refused.isEmpty)
+            #expect(try await store.openStreams(shards: [1], prefix: "") == [odd, "ok", "plain"].sorted())
+            #expect(try await store.append([journalEvent(odd, 5, closes: true)]).refused.isEmpty)
+            #expect(try await store.openStreams(shards: [1], prefix: "") == ["ok", "plain"])
+            #expect(try await store.read(stream: odd, afterSeq: 0).map(\.seq) == [1, 2, 3, 4, 5])
+
+            #expect(try await store.acquireShard(7, owner: "n1") == 1)
+            let mixed = [
+                journalEvent("on-7", 1, shard: 7, epoch: 0), journalEvent("on-8", 1, shard: 8, epoch: 0),
+                journalEvent("plain", 2), journalEvent("on-7", 2, shard: 7, epoch: 0),
+            ]
+            #expect(try await store.append(mixed).refused == ["on-7": .fenced(writerEpoch: 0, currentEpoch: 1)])
+            #expect(try await store.read(stream: "on-7", afterSeq: 0) == [])
+            #expect(try await store.read(stream: "on-8", afterSeq: 0).count == 1)
+            #expect(try await store.read(stream: "plain", afterSeq: 0).count == 2)
+        } catch {
+            await store.close()
+            try? await dropPostgresSchema(conninfo: conninfo, schema: schema)
+            throw error
+        }
+        await store.close()
+        try await dropPostgresSchema(conninfo: conninfo, schema: schema)
     }
 
     @Test func aNewerSchemaThanTheBuildRefusesToOpen() async throws {
@@ -254,6 +352,35 @@ struct JournalPostgresConninfoTests {
             guard let error = error as? JournalError, case .invalidConfiguration = error else { return false }
             return true
         }
+    }
+
+    @Test func binaryCopyRowsHaveTheWireLayout() throws {
+        var copy = PostgresBinaryCopy()
+        let at = Date(timeIntervalSince1970: 946_684_800.000_002)  // 2000-01-01 + 2 µs
+        try copy.append(
+            JournalEvent(
+                shard: 3, stream: "s", seq: 258, type: "T", data: "{}", writerEpoch: -1, at: at, closesStream: true))
+        #expect(
+            copy.rows == [
+                0, 8,
+                0, 0, 0, 4, 0, 0, 0, 3,
+                0, 0, 0, 1, UInt8(ascii: "s"),
+                0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 1, 2,
+                0, 0, 0, 1, UInt8(ascii: "T"),
+                0, 0, 0, 2, UInt8(ascii: "{"), UInt8(ascii: "}"),
+                0, 0, 0, 8, 255, 255, 255, 255, 255, 255, 255, 255,
+                0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 2,
+                0, 0, 0, 1, 1,
+            ])
+        let before = copy.rows
+        #expect(throws: JournalError.self) {
+            try copy.append(
+                JournalEvent(shard: 3, stream: "s", seq: 1, type: "T", data: "\u{0}", writerEpoch: 0, at: at))
+        }
+        #expect(copy.rows == before)
+        let data = PostgresBinaryCopy.data(rows: [copy.rows[...]], byteCount: copy.rows.count)
+        #expect(Array(data.prefix(19)) == Array("PGCOPY\n".utf8) + [0xFF, 0x0D, 0x0A, 0, 0, 0, 0, 0, 0, 0, 0, 0])
+        #expect(Array(data.suffix(2)) == [0xFF, 0xFF])
     }
 
     @Test func binaryArraysHaveTheWireLayout() throws {

@@ -36,7 +36,14 @@ struct JournalStoreKind: Sendable, CustomTestStringConvertible {
 func journalStoreKinds() -> [JournalStoreKind] {
     // PostgreSQL store: when FLUX_TEST_POSTGRES is set (JournalPostgresSupport.swift), a fresh
     // schema per fixture.
-    [.sqlite] + (testPostgresConninfo.map { [.postgres($0)] } ?? [])
+    // Twice: every batch through the exact path, and every batch through the COPY path.
+    [.sqlite]
+        + (testPostgresConninfo.map {
+            [
+                .postgres($0, copyThreshold: .max, name: "postgres-exact"),
+                .postgres($0, copyThreshold: 1, name: "postgres-copy"),
+            ]
+        } ?? [])
 }
 
 /// Runs `body` with a fresh store of `kind`, closing and cleaning up afterwards.

@@ -113,7 +113,7 @@ final class PostgresConnection {
         return try check(result, sql)
     }
 
-    /// `COPY … FROM STDIN` with `data` in COPY's text format.
+    /// `COPY … FROM STDIN` with `data` in the format `sql` names (text unless it says binary).
     func copyIn(_ sql: String, data: [UInt8]) throws(JournalError) {
         guard let handle else { throw .unavailable("PostgreSQL: connection closed") }
         let started = PQexec(handle, sql)
@@ -135,6 +135,75 @@ final class PostgresConnection {
         _ = last
     }
 
+    /// Runs `script` in one round trip (the simple query protocol: several statements, exactly
+    /// one of them `COPY … FROM STDIN`, e.g. `BEGIN; SELECT …; COPY …; COMMIT`): sends it, runs
+    /// `meanwhile` while the server works, hands the result of the last query before the COPY to
+    /// `rows` and sends what `rows` returns as the COPY's data, then reads the remaining results.
+    /// Returns the result handed to `rows`.
+    ///
+    /// On a failure (a statement fails, `meanwhile` or `rows` throws, the connection drops) it
+    /// still reads every result, then throws the first error; the server skipped the statements
+    /// after the failed one, so a transaction the script opened is left aborted: the caller rolls
+    /// it back. `lastErrorState` holds the failed statement's SQLSTATE.
+    @discardableResult
+    func copyScript(
+        _ script: String, meanwhile: () throws(JournalError) -> Void,
+        rows: (PostgresResult?) throws(JournalError) -> [UInt8]
+    ) throws(JournalError) -> PostgresResult? {
+        guard let handle else { throw .unavailable("PostgreSQL: connection closed") }
+        lastErrorState = ""
+        guard PQsendQuery(handle, script) == 1 else {
+            throw .unavailable("PostgreSQL: cannot send: \(Self.message(PQerrorMessage(handle)))")
+        }
+        var failure: JournalError?
+        do throws(JournalError) { try meanwhile() } catch { failure = error }
+        var beforeCopy: PostgresResult?
+        var copied = false
+        while let result = PQgetResult(handle) {
+            switch PQresultStatus(result) {
+            case PGRES_TUPLES_OK:
+                beforeCopy = PostgresResult(result)
+            case PGRES_COMMAND_OK:
+                PQclear(result)
+            case PGRES_COPY_IN:
+                PQclear(result)
+                copied = true
+                var data: [UInt8] = []
+                if failure == nil {
+                    do throws(JournalError) { data = try rows(beforeCopy) } catch { failure = error }
+                }
+                if failure != nil {
+                    // Makes the server fail the COPY (and skip the rest of the script).
+                    _ = PQputCopyEnd(handle, "cancelled by the client")
+                } else if !Self.putCopyData(handle, data) || PQputCopyEnd(handle, nil) != 1 {
+                    failure = .unavailable("PostgreSQL: COPY failed: \(Self.message(PQerrorMessage(handle)))")
+                }
+            default:
+                let error = self.failure(result)
+                if failure == nil { failure = error }
+            }
+        }
+        if let failure { throw failure }
+        guard copied else { throw .unavailable("PostgreSQL: the script did not start a COPY") }
+        return beforeCopy
+    }
+
+    /// Sends COPY data in pieces (libpq takes at most Int32.max bytes per call).
+    private static func putCopyData(_ handle: OpaquePointer, _ data: [UInt8]) -> Bool {
+        data.withUnsafeBufferPointer { buffer in
+            guard let address = buffer.baseAddress else { return true }
+            return address.withMemoryRebound(to: CChar.self, capacity: buffer.count) { base in
+                var offset = 0
+                while offset < buffer.count {
+                    let length = min(buffer.count - offset, 1 << 20)
+                    guard PQputCopyData(handle, base + offset, Int32(length)) == 1 else { return false }
+                    offset += length
+                }
+                return true
+            }
+        }
+    }
+
     /// Wraps a result, turning a failed one into the journal's error.
     private func check(_ result: OpaquePointer?, _ sql: String) throws(JournalError) -> PostgresResult {
         lastErrorState = ""
@@ -145,12 +214,17 @@ final class PostgresConnection {
         case PGRES_COMMAND_OK, PGRES_TUPLES_OK, PGRES_COPY_IN:
             return PostgresResult(result)
         default:
-            let state = PQresultErrorField(result, Int32(UInt8(ascii: "C"))).map { String(cString: $0) } ?? ""
-            let message = Self.message(PQresultErrorMessage(result))
-            PQclear(result)
-            lastErrorState = state
-            throw PostgresError(sqlState: state, message: message, connectionLost: !isUsable).journalError
+            throw failure(result)
         }
+    }
+
+    /// The journal's error for a failed result (which it frees); records its SQLSTATE.
+    private func failure(_ result: OpaquePointer) -> JournalError {
+        let state = PQresultErrorField(result, Int32(UInt8(ascii: "C"))).map { String(cString: $0) } ?? ""
+        let message = Self.message(PQresultErrorMessage(result))
+        PQclear(result)
+        lastErrorState = state
+        return PostgresError(sqlState: state, message: message, connectionLost: !isUsable).journalError
     }
 
     static func message(_ pointer: UnsafePointer<CChar>?) -> String {

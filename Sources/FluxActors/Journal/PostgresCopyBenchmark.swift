@@ -5,7 +5,9 @@ import Foundation
 /// layout as `runJournalBenchmark`) into a table shaped like `events` (same columns, same
 /// primary key) in a scratch schema, 1024 rows per `COPY` and per transaction — the same group
 /// commit as the journal at batch 1024 — and drops the schema afterwards. Returns events/s.
-public func runRawCopyBenchmark(conninfo: String, events: Int) throws -> Double {
+/// `binary`: COPY's binary format, as the journal's COPY path sends (`PostgresBinaryCopy`);
+/// false: the text format.
+public func runRawCopyBenchmark(conninfo: String, events: Int, binary: Bool = true) throws -> Double {
     let batchSize = 1024
     let connection = try PostgresConnection(conninfo: conninfo)
     defer { connection.close() }
@@ -32,30 +34,43 @@ public func runRawCopyBenchmark(conninfo: String, events: Int) throws -> Double 
         #"{"merchant_id":"croma","store_id":"croma-blr-12","amount_paise":2500000,"#
         + #""tenure_months":9,"lender_id":"hero","idempotency_key":"0f8e2c1a-5b7d-4c3e-9a21-7e6f5d4c3b2a"}"#
     let types = ["Received", "Ranked", "LenderAttemptStarted", "LenderApproved", "Disbursed"]
-    let at = copyTimestamp(Date())
+    let now = Date()
+    let at = copyTimestamp(now)
     let run = UUID().uuidString.prefix(8)
     // Rows are built before the clock starts, as `runJournalBenchmark` builds its events first.
     var batches: [[UInt8]] = []
     var current: [UInt8] = []
+    var binaryRows = PostgresBinaryCopy()
     for n in 0..<max(0, events) {
         let seq = n % 5 + 1
-        let row =
-            "\(n / 5 % 256)\tbench-\(run)-\(n / 5)\t\(seq)\t\(types[seq - 1])\t\(copyEscaped(payload))\t0\t\(at)\t\(seq == 5 ? "t" : "f")\n"
-        current.append(contentsOf: row.utf8)
-        if (n + 1) % batchSize == 0 {
-            batches.append(current)
-            current = []
+        if binary {
+            try binaryRows.append(
+                JournalEvent(
+                    shard: n / 5 % 256, stream: "bench-\(run)-\(n / 5)", seq: Int64(seq), type: types[seq - 1],
+                    data: payload, writerEpoch: 0, at: now, closesStream: seq == 5))
+        } else {
+            let row =
+                "\(n / 5 % 256)\tbench-\(run)-\(n / 5)\t\(seq)\t\(types[seq - 1])\t\(copyEscaped(payload))\t0\t\(at)\t\(seq == 5 ? "t" : "f")\n"
+            current.append(contentsOf: row.utf8)
+        }
+        if (n + 1) % batchSize == 0 || n == events - 1 {
+            if binary {
+                batches.append(PostgresBinaryCopy.data(rows: [binaryRows.rows[...]], byteCount: binaryRows.rows.count))
+                binaryRows = PostgresBinaryCopy()
+            } else {
+                batches.append(current)
+                current = []
+            }
         }
     }
-    if !current.isEmpty { batches.append(current) }
 
     let clock = ContinuousClock()
     let started = clock.now
+    let copy =
+        "COPY \(schema).events \(PostgresBinaryCopy.columns) FROM STDIN\(binary ? " (FORMAT binary)" : "")"
     for batch in batches {
-        try connection.exec("BEGIN")
-        try connection.copyIn(
-            "COPY \(schema).events (shard, stream, seq, type, data, writer_epoch, at, closes) FROM STDIN", data: batch)
-        try connection.exec("COMMIT")
+        // One round trip per batch, as the journal's COPY path.
+        try connection.copyScript("BEGIN; \(copy); COMMIT", meanwhile: {}, rows: { _ in batch })
     }
     let (seconds, attoseconds) = (clock.now - started).components
     return Double(events) / (Double(seconds) + Double(attoseconds) / 1e18)

@@ -8,9 +8,11 @@ import Foundation
 /// continuations. A lost connection fails the call in flight with `.unavailable` and is opened
 /// again on the next call.
 ///
-/// An `append` is one round trip and one transaction (group commit): the batch goes to the
-/// server function `flux_journal_append` as eight arrays, which checks every stream (fencing,
-/// then sequence) and writes the accepted ones with one INSERT … SELECT.
+/// An `append` is one round trip and one transaction (group commit). Batches of 64 events or
+/// more go in with binary `COPY` followed by the checks of `flux_journal_check` in the same
+/// transaction (`appendByCopy`); smaller ones, and any batch that check refuses in part, go to
+/// `flux_journal_append` as eight arrays, which checks every stream (fencing, then sequence) and
+/// writes the accepted ones (`appendExact`).
 public final class PostgresJournalStore: JournalStore, @unchecked Sendable {
     // @unchecked Sendable: every stored property is immutable; the workers are thread-safe and
     // `nextReader` is guarded by `lock`.
@@ -26,12 +28,21 @@ public final class PostgresJournalStore: JournalStore, @unchecked Sendable {
     /// How many times `append` re-runs a batch that lost a race (two writers creating one new
     /// stream, a deadlock) before reporting `.unavailable`.
     static let raceRetries = 5
+    /// See `defaultCopyThreshold`.
+    let copyThreshold: Int
 
     /// `conninfo`: a `postgres://` URI or a libpq keyword/value string; TLS settings (`sslmode`,
     /// `sslrootcert`, …) pass to libpq unchanged. `schema`: tables live there (created if
     /// missing) instead of the connection's default `search_path`. Does not connect: the first
     /// call does. Throws `.invalidConfiguration` when libpq cannot parse `conninfo`.
-    public init(conninfo: String, schema: String? = nil, readers: Int = 2) throws(JournalError) {
+    public convenience init(conninfo: String, schema: String? = nil, readers: Int = 2) throws(JournalError) {
+        try self.init(conninfo: conninfo, schema: schema, readers: readers, copyThreshold: Self.defaultCopyThreshold)
+    }
+
+    /// `copyThreshold`: the smallest batch that takes the COPY path (tests run the shared suite
+    /// with 1, so every batch does).
+    init(conninfo: String, schema: String?, readers: Int, copyThreshold: Int) throws(JournalError) {
+        self.copyThreshold = max(1, copyThreshold)
         _ = try PostgresConninfo.parse(conninfo)
         if let schema {
             guard !schema.isEmpty, schema.utf8.count <= 63,
@@ -44,7 +55,7 @@ public final class PostgresJournalStore: JournalStore, @unchecked Sendable {
         let setUp: @Sendable (PostgresConnection) throws(JournalError) -> Void = { connection throws(JournalError) in
             // A stuck server must not hold a batch for ever: the write-behind journal retries.
             var settings =
-                "SET client_min_messages = warning; SET statement_timeout = '30s'; SET lock_timeout = '10s'; SET TIME ZONE 'UTC';"
+                "SET client_min_messages = warning; SET statement_timeout = '30s'; SET lock_timeout = '10s'; SET TIME ZONE 'UTC'; SET standard_conforming_strings = on;"
             if let schema {
                 settings += " CREATE SCHEMA IF NOT EXISTS \"\(schema)\"; SET search_path TO \"\(schema)\";"
             }
@@ -116,41 +127,179 @@ public final class PostgresJournalStore: JournalStore, @unchecked Sendable {
 
     // MARK: - Append
 
+    /// Batches of at least this many events take the COPY path (`appendByCopy`); smaller ones
+    /// the exact path (`appendExact`, one round trip). Both refuse exactly alike.
+    static let defaultCopyThreshold = 64
+
     public func append(_ events: [JournalEvent]) async throws(JournalError) -> AppendResult {
         if events.isEmpty { return AppendResult() }
+        let copyThreshold = self.copyThreshold
         return try await writer.run { connection throws(JournalError) in
-            let parameters = try Self.appendArrays(events)
-            var attempt = 0
-            while true {
-                attempt += 1
-                let result: PostgresResult
-                do throws(JournalError) {
-                    result = try connection.exec(
-                        """
-                        SELECT * FROM flux_journal_append(
-                            $1::integer[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::bigint[],
-                            $7::bigint[], $8::boolean[])
-                        """, binary: parameters)
-                } catch {
-                    // 23505: another writer created one of the batch's new streams first (the
-                    // rerun sees it and refuses properly); 40P01/40001: deadlock, serialisation.
-                    let state = connection.lastErrorState
-                    if connection.isUsable, ["23505", "40P01", "40001"].contains(state), attempt < Self.raceRetries {
-                        continue
-                    }
-                    throw error
-                }
-                var refused: [String: AppendRefusal] = [:]
-                for row in 0..<result.rows {
-                    let a = try result.int64(row, 2)
-                    let b = try result.int64(row, 3)
-                    refused[result.text(row, 0)] =
-                        result.bool(row, 1)
-                        ? .fenced(writerEpoch: a, currentEpoch: b) : .sequenceConflict(expected: a, got: b)
-                }
-                return AppendResult(refused: refused)
+            if events.count >= copyThreshold, let plan = CopyPlan(events),
+                let result = try Self.appendByCopy(events, plan, connection)
+            {
+                return result
             }
+            return try Self.appendExact(events, connection)
         }
+    }
+
+    /// The exact path: the batch goes to `flux_journal_append` as eight binary arrays; one round
+    /// trip, one transaction. Re-runs a batch that lost a race (another writer created one of its
+    /// new streams first: the re-run sees it and refuses properly; a deadlock).
+    static func appendExact(_ events: [JournalEvent], _ connection: PostgresConnection) throws(JournalError)
+        -> AppendResult
+    {
+        let parameters = try appendArrays(events)
+        var attempt = 0
+        while true {
+            attempt += 1
+            let result: PostgresResult
+            do throws(JournalError) {
+                result = try connection.exec(
+                    """
+                    SELECT * FROM flux_journal_append(
+                        $1::integer[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::bigint[],
+                        $7::bigint[], $8::boolean[])
+                    """, binary: parameters)
+            } catch {
+                if connection.isUsable, lostRace(connection.lastErrorState), attempt < raceRetries { continue }
+                throw error
+            }
+            return AppendResult(refused: try refusals(result))
+        }
+    }
+
+    /// 23505: another writer stored one of the batch's keys first; 40P01/40001: deadlock,
+    /// serialisation. Running the batch again settles it.
+    static func lostRace(_ sqlState: String) -> Bool { ["23505", "40P01", "40001"].contains(sqlState) }
+
+    /// The rows of `flux_journal_append`: one per refused stream.
+    static func refusals(_ result: PostgresResult) throws(JournalError) -> [String: AppendRefusal] {
+        var refused: [String: AppendRefusal] = [:]
+        for row in 0..<result.rows {
+            let a = try result.int64(row, 2)
+            let b = try result.int64(row, 3)
+            refused[result.text(row, 0)] =
+                result.bool(row, 1) ? .fenced(writerEpoch: a, currentEpoch: b) : .sequenceConflict(expected: a, got: b)
+        }
+        return refused
+    }
+
+    /// A batch grouped by stream, streams in name order (two writers that race on streams
+    /// meet them in one order), for the COPY path. Nil when the batch does not fit it (the exact
+    /// path takes it): a stream whose events are not consecutive, or a stream name with a NUL
+    /// byte.
+    struct CopyPlan {
+        struct Stream {
+            var name: String
+            /// Of its last event (as `open_streams` records it).
+            var shard: Int
+            var first: Int64
+            var last: Int64
+            var closes: Bool
+            var events: [Int]
+        }
+        var streams: [Stream]
+        /// Each shard of the batch, ascending, with the lowest writer epoch of its events.
+        var shards: [(shard: Int, epoch: Int64)]
+
+        init?(_ events: [JournalEvent]) {
+            var index: [String: Int] = [:]
+            var streams: [Stream] = []
+            var epochs: [Int: Int64] = [:]
+            for (position, event) in events.enumerated() {
+                guard Int32(exactly: event.shard) != nil else { return nil }
+                epochs[event.shard] = min(epochs[event.shard] ?? .max, event.writerEpoch)
+                if let at = index[event.stream] {
+                    guard event.seq == streams[at].last &+ 1 else { return nil }
+                    streams[at].last = event.seq
+                    streams[at].shard = event.shard
+                    streams[at].closes = event.closesStream
+                    streams[at].events.append(position)
+                } else {
+                    guard !event.stream.utf8.contains(0) else { return nil }
+                    index[event.stream] = streams.count
+                    streams.append(
+                        Stream(
+                            name: event.stream, shard: event.shard, first: event.seq, last: event.seq,
+                            closes: event.closesStream, events: [position]))
+                }
+            }
+            self.streams = streams.sorted { $0.name < $1.name }
+            self.shards = epochs.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+        }
+
+        /// `SELECT flux_journal_check(…)` with its arrays as literals.
+        var checkQuery: String {
+            let tails = streams.filter { $0.first > 1 }
+            let open = streams.filter { !$0.closes }
+            let close = streams.filter { $0.closes && $0.first > 1 }
+            return """
+                SELECT flux_journal_check(\(Self.literal(shards.map { "\($0.shard)" }))::integer[], \
+                \(Self.literal(shards.map { "\($0.epoch)" }))::bigint[], \
+                \(Self.textLiteral(tails.map(\.name)))::text[], \(Self.literal(tails.map { "\($0.first - 1)" }))::bigint[], \
+                \(Self.textLiteral(open.map(\.name)))::text[], \(Self.literal(open.map { "\($0.shard)" }))::integer[], \
+                \(Self.textLiteral(close.map(\.name)))::text[])
+                """
+        }
+
+        /// An array literal of values that need no quoting (numbers).
+        static func literal(_ values: [String]) -> String { "'{" + values.joined(separator: ",") + "}'" }
+
+        /// An array literal of text values, as an SQL string literal: inside the array each
+        /// element is double-quoted with \ and " escaped by a backslash; inside the SQL literal
+        /// (standard_conforming_strings on, which the connection sets) ' is doubled.
+        static func textLiteral(_ values: [String]) -> String {
+            var bytes: [UInt8] = Array("'{".utf8)
+            bytes.reserveCapacity(values.reduce(4) { $0 + $1.utf8.count + 3 })
+            for (n, value) in values.enumerated() {
+                if n > 0 { bytes.append(UInt8(ascii: ",")) }
+                bytes.append(UInt8(ascii: "\""))
+                for byte in value.utf8 {
+                    switch byte {
+                    case UInt8(ascii: "\\"), UInt8(ascii: "\""): bytes += [UInt8(ascii: "\\"), byte]
+                    case UInt8(ascii: "'"): bytes += [byte, byte]
+                    default: bytes.append(byte)
+                    }
+                }
+                bytes.append(UInt8(ascii: "\""))
+            }
+            bytes += Array("}'".utf8)
+            return String(decoding: bytes, as: UTF8.self)
+        }
+    }
+
+    /// The COPY path, one round trip and one transaction: `BEGIN; COPY events … FROM STDIN
+    /// (FORMAT binary); SELECT flux_journal_check(…); COMMIT`. The events go first, as binary
+    /// COPY data (encoded while the server starts the COPY), so the server never waits for the
+    /// client between the checks and the rows; the check then takes the shard locks, checks
+    /// fencing and each continuing stream's tail, and keeps `open_streams`. Nil when the batch
+    /// is refused in part (the check raises), lost a race on the events key (another writer
+    /// stored one of its keys first) or a deadlock: rolled back, and the caller runs the batch
+    /// through the exact path, which writes the accepted streams and names the refused ones.
+    static func appendByCopy(_ events: [JournalEvent], _ plan: CopyPlan, _ connection: PostgresConnection)
+        throws(JournalError) -> AppendResult?
+    {
+        let script =
+            "BEGIN; COPY events \(PostgresBinaryCopy.columns) FROM STDIN (FORMAT binary); \(plan.checkQuery); COMMIT"
+        var copy = PostgresBinaryCopy(reservingEvents: events.count)
+        do throws(JournalError) {
+            try connection.copyScript(
+                script,
+                meanwhile: { () throws(JournalError) in
+                    for stream in plan.streams {
+                        for position in stream.events { try copy.append(events[position]) }
+                    }
+                },
+                rows: { _ in PostgresBinaryCopy.data(rows: [copy.rows[...]], byteCount: copy.rows.count) })
+        } catch {
+            let state = connection.lastErrorState
+            if connection.isUsable { _ = try? connection.exec("ROLLBACK") }
+            if connection.isUsable, state == PostgresJournalSchema.refusedState || lostRace(state) { return nil }
+            throw error
+        }
+        return AppendResult()
     }
 
     /// The batch as eight binary PostgreSQL arrays, one per column of `flux_journal_append`.
@@ -270,8 +419,8 @@ public final class PostgresJournalStore: JournalStore, @unchecked Sendable {
         return try await reader().run { connection throws(JournalError) in
             let result = try connection.exec(
                 """
-                SELECT stream FROM streams
-                WHERE shard = ANY ($1::integer[]) AND open AND starts_with(stream, $2::text)
+                SELECT stream FROM open_streams
+                WHERE shard = ANY ($1::integer[]) AND starts_with(stream, $2::text)
                 """, [list, prefix])
             return (0..<result.rows).map { result.text($0, 0) }.sorted()
         }
