@@ -11,11 +11,31 @@
 class RuleNode: @unchecked Sendable {
     func run(_ frame: RuleFrame) -> RuleValue { preconditionFailure("RuleNode is abstract") }
 
+    /// A condition's outcome without building its value: what `run` gives when that is a
+    /// boolean, `.other` for anything else (a fault, a value of another type), for which the
+    /// caller runs `run` to learn what it is. The common condition nodes override it with the
+    /// same fast paths as `run` and never build a `RuleValue`; every override gives `.holds`
+    /// or `.fails` exactly when `run` gives `true` or `false`.
+    func test(_ frame: RuleFrame) -> RuleTruth { RuleTruth(run(frame)) }
+
     @inline(__always)
     final func callAsFunction(_ frame: RuleFrame) -> RuleValue { run(frame) }
 }
 
 typealias RuleCode = RuleNode
+
+/// The outcome of a condition as `RuleNode.test` reports it.
+enum RuleTruth: UInt8 {
+    case fails, holds, other
+
+    @inline(__always)
+    init(_ b: Bool) { self = b ? .holds : .fails }
+
+    @inline(__always)
+    init(_ value: RuleValue) {
+        if case .boolean(let b) = value { self = b ? .holds : .fails } else { self = .other }
+    }
+}
 
 extension ExpressionCompiler {
     static func emit(_ expression: TypedExpression) -> RuleCode {
@@ -112,6 +132,13 @@ final class NotNode: RuleNode, @unchecked Sendable {
     let a: RuleNode
     init(_ a: RuleNode) { self.a = a }
     override func run(_ frame: RuleFrame) -> RuleValue { RuleOperations.not(a.run(frame)) }
+    override func test(_ frame: RuleFrame) -> RuleTruth {
+        switch a.test(frame) {
+        case .holds: .fails
+        case .fails: .holds
+        case .other: .other
+        }
+    }
 }
 
 final class CallNode: RuleNode, @unchecked Sendable {
@@ -149,6 +176,16 @@ final class SlotInListNode: RuleNode, @unchecked Sendable {
         }
         self.strings = strings.count == elements.count ? strings : nil
         self.integers = integers.count == elements.count ? integers : nil
+    }
+    override func test(_ frame: RuleFrame) -> RuleTruth {
+        switch frame.slots[slot] {
+        case .string(let x):
+            if let strings { return RuleTruth(strings.contains(x) != negated) }
+        case .integer(let x):
+            if let integers { return RuleTruth(integers.contains(x) != negated) }
+        default: break
+        }
+        return RuleTruth(run(frame))
     }
     override func run(_ frame: RuleFrame) -> RuleValue {
         switch frame.slots[slot] {
@@ -199,17 +236,30 @@ final class SlotBetweenNode: RuleNode, @unchecked Sendable {
     let low: RuleValue
     let high: RuleValue
     let negated: Bool
+    /// The bounds when both are integers.
+    let integerBounds: ClosedRange<Int64>?
     init(_ slot: Int, _ low: RuleValue, _ high: RuleValue, negated: Bool) {
         self.slot = slot
         self.low = low
         self.high = high
         self.negated = negated
+        if case .integer(let lo) = low, case .integer(let hi) = high, lo <= hi {
+            integerBounds = lo...hi
+        } else {
+            integerBounds = nil
+        }
     }
     override func run(_ frame: RuleFrame) -> RuleValue {
         if case .integer(let x) = frame.slots[slot], case .integer(let lo) = low, case .integer(let hi) = high {
             return .boolean((lo <= x && x <= hi) != negated)
         }
         return RuleOperations.between(frame.slots[slot], low, high, negated: negated)
+    }
+    override func test(_ frame: RuleFrame) -> RuleTruth {
+        if let integerBounds, case .integer(let x) = frame.slots[slot] {
+            return RuleTruth(integerBounds.contains(x) != negated)
+        }
+        return RuleTruth(run(frame))
     }
 }
 
@@ -254,16 +304,38 @@ final class ShortCircuitNode: RuleNode, @unchecked Sendable {
             }
         }
     }
+    override func test(_ frame: RuleFrame) -> RuleTruth {
+        // As `run`: anything but a boolean on either side is a fault (`.other`).
+        let l = left.test(frame)
+        if l == .other || (l == .holds) == decidesOn { return l }
+        return right.test(frame)
+    }
 }
 
 final class SlotCompareNode: RuleNode, @unchecked Sendable {
     let op: BinaryOperator
     let slot: Int
     let constant: RuleValue
+    /// The constant when it is an integer.
+    let integer: Int64?
     init(_ op: BinaryOperator, _ slot: Int, _ constant: RuleValue) {
         self.op = op
         self.slot = slot
         self.constant = constant
+        if case .integer(let i) = constant { integer = i } else { integer = nil }
+    }
+    override func test(_ frame: RuleFrame) -> RuleTruth {
+        switch frame.slots[slot] {
+        case .integer(let x):
+            if let integer { return RuleTruth(integerCompare(op, x, integer)) }
+        case .string(let x):
+            if case .string(let y) = constant, op == .equal || op == .notEqual {
+                // As `RuleOperations.looselyEqual`: unequal lengths settle it without the bytes.
+                return RuleTruth((x.utf8.count == y.utf8.count && x == y) == (op == .equal))
+            }
+        default: break
+        }
+        return RuleTruth(run(frame))
     }
     override func run(_ frame: RuleFrame) -> RuleValue {
         switch (frame.slots[slot], constant) {
@@ -291,6 +363,12 @@ final class ConstantCompareSlotNode: RuleNode, @unchecked Sendable {
         }
         return RuleOperations.compare(op, constant, frame.slots[slot])
     }
+    override func test(_ frame: RuleFrame) -> RuleTruth {
+        if case .integer(let x) = constant, case .integer(let y) = frame.slots[slot] {
+            return RuleTruth(integerCompare(op, x, y))
+        }
+        return RuleTruth(run(frame))
+    }
 }
 
 final class SlotsCompareNode: RuleNode, @unchecked Sendable {
@@ -307,6 +385,12 @@ final class SlotsCompareNode: RuleNode, @unchecked Sendable {
             return .boolean(integerCompare(op, x, y))
         }
         return RuleOperations.compare(op, frame.slots[left], frame.slots[right])
+    }
+    override func test(_ frame: RuleFrame) -> RuleTruth {
+        if case .integer(let x) = frame.slots[left], case .integer(let y) = frame.slots[right] {
+            return RuleTruth(integerCompare(op, x, y))
+        }
+        return RuleTruth(run(frame))
     }
 }
 
@@ -334,7 +418,10 @@ final class SlotArithmeticNode: RuleNode, @unchecked Sendable {
         self.constant = constant
     }
     override func run(_ frame: RuleFrame) -> RuleValue {
-        RuleOperations.arithmetic(op, frame.slots[slot], constant)
+        if case .integer(let x) = frame.slots[slot], case .integer(let y) = constant {
+            return RuleOperations.integerArithmetic(op, x, y)
+        }
+        return RuleOperations.arithmetic(op, frame.slots[slot], constant)
     }
 }
 
@@ -348,7 +435,10 @@ final class ConstantArithmeticSlotNode: RuleNode, @unchecked Sendable {
         self.slot = slot
     }
     override func run(_ frame: RuleFrame) -> RuleValue {
-        RuleOperations.arithmetic(op, constant, frame.slots[slot])
+        if case .integer(let x) = constant, case .integer(let y) = frame.slots[slot] {
+            return RuleOperations.integerArithmetic(op, x, y)
+        }
+        return RuleOperations.arithmetic(op, constant, frame.slots[slot])
     }
 }
 

@@ -86,6 +86,8 @@ struct RuleFrameLayout: Sendable {
     struct TypedSlot: Sendable {
         var field: TypedField
         var slot: Int
+        /// What the slot holds when the request lacks the field (an optional one).
+        var missing: RuleFault
     }
 
     struct MissingSlot: Sendable {
@@ -94,23 +96,24 @@ struct RuleFrameLayout: Sendable {
     }
 
     private let slotCount: Int
-    /// The fault a field slot holds when the request lacks that field.
-    private let missing: [MissingSlot]
+    /// The slots read from `raw` (fields `CheckoutRequest` does not type), each with the fault
+    /// it holds until the walk of `raw` finds its field.
+    private let rawSlots: [MissingSlot]
     private let derived: [DerivedSlot]
 
     init(_ layout: SlotLayout) {
         var steps: [FieldStep] = []
         var typed: [TypedSlot] = []
-        var missing: [MissingSlot] = []
+        var rawSlots: [MissingSlot] = []
         var faults: [Int: RuleFault] = [:]
         for (path, slot) in layout.fields {
             let dotted = path.joined(separator: ".")
             let fault = RuleFault("\(dotted) is missing")
-            missing.append(MissingSlot(slot: slot, fault: fault))
             faults[slot] = fault
             if let field = TypedField(dotted) {
-                typed.append(TypedSlot(field: field, slot: slot))
+                typed.append(TypedSlot(field: field, slot: slot, missing: fault))
             } else {
+                rawSlots.append(MissingSlot(slot: slot, fault: fault))
                 Self.insert(path[...], slot: slot, prefix: "", into: &steps)
             }
         }
@@ -146,7 +149,7 @@ struct RuleFrameLayout: Sendable {
         self.steps = flat
         self.rootCount = steps.count
         self.typed = typed
-        self.missing = missing
+        self.rawSlots = rawSlots
         self.slotCount = layout.count
         self.derived = layout.derived
     }
@@ -168,59 +171,49 @@ struct RuleFrameLayout: Sendable {
         }
     }
 
-    /// Fills a frame for `application` and runs `body` with it. The frame lives on the stack
-    /// and is torn down before this returns; `body` must not keep it.
+    /// Fills a frame for `request` and runs `body` with it. The frame lives on the stack and is
+    /// torn down before this returns; `body` must not keep it.
+    ///
+    /// Every slot is written exactly once (initialised, never assigned over a previous value):
+    /// a typed field or its "… is missing" fault, a field of `raw` (its fault first, replaced
+    /// when the walk finds it), then each derived value.
     func withFrame<R>(_ request: borrowing CheckoutRequest, today: Date, _ body: (RuleFrame) -> R) -> R {
-        // The closures below capture a pointer to the request, not the request: capturing the
-        // value would copy it (a retain and a release of each of its strings) on every decision.
-        withUnsafePointer(to: request) { request in
-            withUnsafeTemporaryAllocation(of: RuleValue.self, capacity: max(slotCount, 1)) { buffer in
-                withUnsafeTemporaryAllocation(of: Bool.self, capacity: max(slotCount, 1)) { filled in
-                    fill(request, today: CivilDay(today), slots: buffer.baseAddress!, filled: filled.baseAddress!, body)
-                }
-            }
-        }
-    }
-
-    private func fill<R>(
-        _ request: UnsafePointer<CheckoutRequest>, today: CivilDay, slots base: UnsafeMutablePointer<RuleValue>,
-        filled isFilled: UnsafeMutablePointer<Bool>, _ body: (RuleFrame) -> R
-    ) -> R {
         let count = slotCount
-        // Slots start as a trivial value (no reference to count); a field slot that the
-        // request does not fill gets its shared "… is missing" fault afterwards.
-        base.initialize(repeating: .boolean(false), count: count)
-        defer { base.deinitialize(count: count) }
-        isFilled.initialize(repeating: false, count: count)
-        typed.withUnsafeBufferPointer { typed in
-            for t in typed.indices {
-                if let value = typed[t].field.value(in: request.pointee) {
-                    base[typed[t].slot] = value
-                    isFilled[typed[t].slot] = true
+        return withUnsafeTemporaryAllocation(of: RuleValue.self, capacity: max(count, 1)) { buffer in
+            let base = buffer.baseAddress!
+            typed.withUnsafeBufferPointer { typed in
+                for t in typed.indices {
+                    (base + typed[t].slot).initialize(
+                        to: typed[t].field.value(in: request) ?? .fault(typed[t].missing))
                 }
             }
-        }
-        if rootCount > 0 {
-            steps.withUnsafeBufferPointer { steps in
-                Self.fill(steps, 0, rootCount, from: request.pointee.raw, into: base, filled: isFilled)
+            if !rawSlots.isEmpty {
+                rawSlots.withUnsafeBufferPointer { raw in
+                    for r in raw.indices { (base + raw[r].slot).initialize(to: .fault(raw[r].fault)) }
+                }
+                steps.withUnsafeBufferPointer { steps in
+                    Self.fill(steps, 0, rootCount, from: request.raw, into: base)
+                }
             }
-        }
-        missing.withUnsafeBufferPointer { missing in
-            for i in missing.indices where !isFilled[missing[i].slot] {
-                base[missing[i].slot] = .fault(missing[i].fault)
+            let day = CivilDay(today)
+            derived.withUnsafeBufferPointer { derived in
+                for d in derived.indices {
+                    (base + derived[d].slot).initialize(
+                        to: RuleOperations.call(derived[d].function, base[derived[d].source], today: day))
+                }
             }
-        }
-        derived.withUnsafeBufferPointer { derived in
-            for d in derived.indices {
-                base[derived[d].slot] = RuleOperations.call(derived[d].function, base[derived[d].source], today: today)
+            defer {
+                // One element at a time: the destroy of a `RuleValue` is inlined, where a
+                // whole-buffer deinitialize goes through the generic array destroy.
+                for i in 0..<count { (base + i).deinitialize(count: 1) }
             }
+            return body(RuleFrame(slots: base, today: day))
         }
-        return body(RuleFrame(slots: base, today: today))
     }
 
     private static func fill(
         _ steps: UnsafeBufferPointer<FlatStep>, _ start: Int, _ count: Int, from json: JSONValue,
-        into base: UnsafeMutablePointer<RuleValue>, filled: UnsafeMutablePointer<Bool>
+        into base: UnsafeMutablePointer<RuleValue>
     ) {
         guard case .object(let fields) = json else { return }
         let end = start + count
@@ -229,7 +222,7 @@ struct RuleFrameLayout: Sendable {
         // `product` objects are small. Large objects are looked up.
         guard fields.count <= 32 else {
             for i in start..<end {
-                if let value = fields[steps[i].key] { take(steps, i, value, into: base, filled: filled) }
+                if let value = fields[steps[i].key] { take(steps, i, value, into: base) }
             }
             return
         }
@@ -237,7 +230,7 @@ struct RuleFrameLayout: Sendable {
         for (key, value) in fields {
             let length = key.utf8.count
             for i in start..<end where steps[i].length == length && steps[i].key == key {
-                take(steps, i, value, into: base, filled: filled)
+                take(steps, i, value, into: base)
                 remaining -= 1
                 break
             }
@@ -248,16 +241,13 @@ struct RuleFrameLayout: Sendable {
     @inline(__always)
     private static func take(
         _ steps: UnsafeBufferPointer<FlatStep>, _ i: Int, _ value: JSONValue,
-        into base: UnsafeMutablePointer<RuleValue>,
-        filled: UnsafeMutablePointer<Bool>
+        into base: UnsafeMutablePointer<RuleValue>
     ) {
         let slot = steps[i].slot
-        if slot >= 0 {
-            base[slot] = RuleValue(field: value, missing: steps[i].missing, path: steps[i].dotted)
-            filled[slot] = true
-        }
+        // Assigned over the slot's "… is missing" fault (set before the walk).
+        if slot >= 0 { base[slot] = RuleValue(field: value, missing: steps[i].missing, path: steps[i].dotted) }
         if steps[i].childCount > 0 {
-            fill(steps, steps[i].childStart, steps[i].childCount, from: value, into: base, filled: filled)
+            fill(steps, steps[i].childStart, steps[i].childCount, from: value, into: base)
         }
     }
 }

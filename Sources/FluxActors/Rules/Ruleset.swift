@@ -265,7 +265,14 @@ final class RuleProgram: Sendable {
         var end: Int
         var scoreText: String
         var score: Unmanaged<RuleNode>
+        /// For a lender of at most `maxSharedFailures` conditions: the `failed` list for every
+        /// set of its conditions that are plain `false`, indexed by the set as a bit mask
+        /// (bit i: condition i), made once. The usual exclusion then allocates nothing.
+        var failedBySet: [[String]]
     }
+
+    /// Lenders with more conditions build their `failed` lists per decision (2^n lists each).
+    static let maxSharedFailures = 6
 
     /// A ranked lender before sorting. A struct, not a tuple: a tuple's type metadata is looked
     /// up at run time on every temporary allocation.
@@ -290,10 +297,18 @@ final class RuleProgram: Sendable {
             for c in lender.conditions {
                 steps.append(Step(text: c.text, node: Unmanaged.passUnretained(c.code), alone: [c.text]))
             }
+            var failedBySet: [[String]] = []
+            let n = lender.conditions.count
+            if n <= Self.maxSharedFailures {
+                failedBySet = (0..<(1 << n)).map { set in
+                    lender.conditions.indices.filter { set & (1 << $0) != 0 }.map { lender.conditions[$0].text }
+                }
+            }
             spans.append(
                 Span(
                     id: lender.id, priority: lender.priority, start: start, end: steps.count,
-                    scoreText: lender.scoreText, score: Unmanaged.passUnretained(lender.score)))
+                    scoreText: lender.scoreText, score: Unmanaged.passUnretained(lender.score),
+                    failedBySet: failedBySet))
         }
         self.steps = steps
         self.spans = spans
@@ -332,32 +347,47 @@ final class RuleProgram: Sendable {
         var eligibleCount = 0
         var excluded: [ExcludedLender] = []
         for index in lenders.indices {
-            var failed: [String] = []
-            if !hasConnector(lenders[index].id) {
-                failed.reserveCapacity(lenders[index].end - lenders[index].start + 1)
-                failed.append("no connector descriptor")
-            }
-            // The only failure so far when it is a plain `false`, not yet in `failed`.
-            var sole = -1
+            let start = lenders[index].start
             let end = lenders[index].end
-            for c in lenders[index].start..<end {
-                let value = steps[c].node._withUnsafeGuaranteedRef { $0.run(frame) }
-                if case .boolean(true) = value { continue }
-                if failed.isEmpty {
-                    if sole < 0, case .boolean(false) = value {
-                        sole = c
+            // The conditions that were plain `false`, as a bit mask, while nothing else has
+            // failed; `failed` is built only when something else does (a fault, a missing
+            // connector, more conditions than the mask holds).
+            var set: UInt64 = 0
+            var failed: [String]? = nil
+            if !hasConnector(lenders[index].id) {
+                failed = ["no connector descriptor"]
+                failed!.reserveCapacity(end - start + 1)
+            }
+            for c in start..<end {
+                let truth = steps[c].node._withUnsafeGuaranteedRef { $0.test(frame) }
+                if truth == .holds { continue }
+                if failed == nil {
+                    if truth == .fails && c - start < 64 {
+                        set |= 1 &<< UInt64(c - start)
                         continue
                     }
-                    failed.reserveCapacity(end - c + 1)
-                    if sole >= 0 {
-                        failed.append(steps[sole].text)
-                        sole = -1
-                    }
+                    failed = Self.failures(steps, start, set)
+                    failed!.reserveCapacity(end - c + set.nonzeroBitCount)
+                    set = 0
                 }
-                failed.append(RuleProgram.failure(steps[c].text, value))
+                if truth == .fails {
+                    failed!.append(steps[c].text)
+                } else {
+                    let value = steps[c].node._withUnsafeGuaranteedRef { $0.run(frame) }
+                    failed!.append(RuleProgram.failure(steps[c].text, value))
+                }
             }
-            if sole >= 0 { failed = steps[sole].alone }
-            if failed.isEmpty {
+            if failed == nil && set != 0 {
+                let shared = lenders[index].failedBySet
+                if !shared.isEmpty {
+                    failed = shared[Int(set)]
+                } else if set.nonzeroBitCount == 1 {
+                    failed = steps[start + set.trailingZeroBitCount].alone
+                } else {
+                    failed = Self.failures(steps, start, set)
+                }
+            }
+            if failed == nil {
                 switch lenders[index].score._withUnsafeGuaranteedRef({ $0.run(frame) }) {
                 case .integer(let i):
                     eligible[eligibleCount] = Eligible(score: Double(i), index: index)
@@ -367,13 +397,13 @@ final class RuleProgram: Sendable {
                     eligible[eligibleCount] = Eligible(score: d, index: index)
                     eligibleCount += 1
                     continue
-                case .fault(let f): failed.append("score \(lenders[index].scoreText) (\(f.reason))")
+                case .fault(let f): failed = ["score \(lenders[index].scoreText) (\(f.reason))"]
                 case let other:
-                    failed.append("score \(lenders[index].scoreText) (gave a \(other.typeName), not a number)")
+                    failed = ["score \(lenders[index].scoreText) (gave a \(other.typeName), not a number)"]
                 }
             }
             if excluded.isEmpty { excluded.reserveCapacity(lenders.count - index) }
-            excluded.append(ExcludedLender(lenderID: lenders[index].id, failed: failed))
+            excluded.append(ExcludedLender(lenderID: lenders[index].id, failed: failed!))
         }
         // Insertion sort: a handful of lenders, no allocation. Score descending, then priority
         // descending, then lender_id.
@@ -401,6 +431,18 @@ final class RuleProgram: Sendable {
             ranked.append(RankedLender(lenderID: lenders[eligible[i].index].id, score: eligible[i].score))
         }
         return RuleDecision(version: version, ranked: ranked, excluded: excluded)
+    }
+
+    /// The texts of the conditions in `set` (bit i: the lender's condition i), in order.
+    private static func failures(_ steps: UnsafeBufferPointer<Step>, _ start: Int, _ set: UInt64) -> [String] {
+        var failed: [String] = []
+        failed.reserveCapacity(set.nonzeroBitCount)
+        var rest = set
+        while rest != 0 {
+            failed.append(steps[start + rest.trailingZeroBitCount].text)
+            rest &= rest &- 1
+        }
+        return failed
     }
 }
 
