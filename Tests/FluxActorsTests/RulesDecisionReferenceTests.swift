@@ -132,6 +132,21 @@ import Testing
         #expect(sharedSets > 20)
     }
 
+    @Test func integerRangesAreTheComparisons() {
+        let values: [Int64] = [.min, .min + 1, -1, 0, 1, .max - 1, .max]
+        let ops: [(BinaryOperator, (Int64, Int64) -> Bool)] = [
+            (.equal, ==), (.notEqual, !=), (.less, <), (.lessOrEqual, <=), (.greater, >), (.greaterOrEqual, >=),
+        ]
+        for (op, compare) in ops {
+            for c in values {
+                let check = IntegerRangeCheck(slot: 0, op, c)
+                for x in values {
+                    #expect(check.test(x) == RuleTruth(compare(x, c)), "\(x) \(op.rawValue) \(c)")
+                }
+            }
+        }
+    }
+
     @Test func benchmarkDecisionsMatchTheReference() throws {
         // The benchmark's own ruleset uses dials and priorities, which a standalone condition
         // cannot read: compare against the same ruleset with the dials written in.

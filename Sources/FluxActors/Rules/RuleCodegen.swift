@@ -18,11 +18,50 @@ class RuleNode: @unchecked Sendable {
     /// or `.fails` exactly when `run` gives `true` or `false`.
     func test(_ frame: RuleFrame) -> RuleTruth { RuleTruth(run(frame)) }
 
+    /// For a node that compares an integer slot with integer constants: the same check as a
+    /// range, which the decision loop runs inline when the slot holds an integer (any other
+    /// value goes to `test`).
+    var integerRange: IntegerRangeCheck? { nil }
+
     @inline(__always)
     final func callAsFunction(_ frame: RuleFrame) -> RuleValue { run(frame) }
 }
 
 typealias RuleCode = RuleNode
+
+/// `slot` holds an integer in `low ... high` (or, `negated`, outside it): every integer
+/// comparison of a slot with a constant, and `between` two integer constants, in one form.
+/// An empty range (`low > high`) holds for no integer.
+struct IntegerRangeCheck: Sendable {
+    /// -1: no check.
+    var slot: Int
+    var low: Int64
+    var high: Int64
+    var negated: Bool
+
+    static let none = IntegerRangeCheck(slot: -1, low: 1, high: 0, negated: false)
+
+    @inline(__always)
+    func test(_ x: Int64) -> RuleTruth { RuleTruth((low <= x && x <= high) != negated) }
+
+    /// `x OP c` for an integer slot `x`, as `integerCompare` computes it.
+    init(slot: Int, _ op: BinaryOperator, _ c: Int64) {
+        self.slot = slot
+        negated = false
+        switch op {
+        case .equal: (low, high) = (c, c)
+        case .notEqual: (low, high, negated) = (c, c, true)
+        case .less: (low, high) = c == .min ? (1, 0) : (.min, c - 1)
+        case .lessOrEqual: (low, high) = (.min, c)
+        case .greater: (low, high) = c == .max ? (1, 0) : (c + 1, .max)
+        default: (low, high) = (c, .max)
+        }
+    }
+
+    init(slot: Int, low: Int64, high: Int64, negated: Bool) {
+        (self.slot, self.low, self.high, self.negated) = (slot, low, high, negated)
+    }
+}
 
 /// The outcome of a condition as `RuleNode.test` reports it.
 enum RuleTruth: UInt8 {
@@ -176,13 +215,48 @@ final class SlotInListNode: RuleNode, @unchecked Sendable {
         }
         self.strings = strings.count == elements.count ? strings : nil
         self.integers = integers.count == elements.count ? integers : nil
+        if let all = self.strings {
+            let buffer = UnsafeMutableBufferPointer<String>.allocate(capacity: all.count)
+            _ = buffer.initialize(from: all)
+            stringBuffer = buffer
+        } else {
+            stringBuffer = nil
+        }
+        if let all = self.integers {
+            let buffer = UnsafeMutableBufferPointer<Int64>.allocate(capacity: all.count)
+            _ = buffer.initialize(from: all)
+            integerBuffer = buffer
+        } else {
+            integerBuffer = nil
+        }
     }
+    /// `strings` and `integers` in memory of the node's own, read by `test` without retaining
+    /// an array (reading an array property retains its buffer). Freed in `deinit`; never written
+    /// after `init`.
+    private let stringBuffer: UnsafeMutableBufferPointer<String>?
+    private let integerBuffer: UnsafeMutableBufferPointer<Int64>?
+
+    deinit {
+        if let stringBuffer {
+            stringBuffer.deinitialize()
+            stringBuffer.deallocate()
+        }
+        integerBuffer?.deallocate()
+    }
+
     override func test(_ frame: RuleFrame) -> RuleTruth {
+        // As `run`'s fast paths (`strings.contains(x)`, `integers.contains(x)`).
         switch frame.slots[slot] {
         case .string(let x):
-            if let strings { return RuleTruth(strings.contains(x) != negated) }
+            if let stringBuffer {
+                for i in stringBuffer.indices where stringBuffer[i] == x { return RuleTruth(!negated) }
+                return RuleTruth(negated)
+            }
         case .integer(let x):
-            if let integers { return RuleTruth(integers.contains(x) != negated) }
+            if let integerBuffer {
+                for i in integerBuffer.indices where integerBuffer[i] == x { return RuleTruth(!negated) }
+                return RuleTruth(negated)
+            }
         default: break
         }
         return RuleTruth(run(frame))
@@ -255,6 +329,10 @@ final class SlotBetweenNode: RuleNode, @unchecked Sendable {
         }
         return RuleOperations.between(frame.slots[slot], low, high, negated: negated)
     }
+    override var integerRange: IntegerRangeCheck? {
+        guard case .integer(let lo) = low, case .integer(let hi) = high else { return nil }
+        return IntegerRangeCheck(slot: slot, low: lo, high: hi, negated: negated)
+    }
     override func test(_ frame: RuleFrame) -> RuleTruth {
         if let integerBounds, case .integer(let x) = frame.slots[slot] {
             return RuleTruth(integerBounds.contains(x) != negated)
@@ -324,6 +402,10 @@ final class SlotCompareNode: RuleNode, @unchecked Sendable {
         self.constant = constant
         if case .integer(let i) = constant { integer = i } else { integer = nil }
     }
+    override var integerRange: IntegerRangeCheck? {
+        guard let integer else { return nil }
+        return IntegerRangeCheck(slot: slot, op, integer)
+    }
     override func test(_ frame: RuleFrame) -> RuleTruth {
         switch frame.slots[slot] {
         case .integer(let x):
@@ -369,6 +451,18 @@ final class ConstantCompareSlotNode: RuleNode, @unchecked Sendable {
         }
         return RuleTruth(run(frame))
     }
+    override var integerRange: IntegerRangeCheck? {
+        guard case .integer(let c) = constant else { return nil }
+        // `c OP x` is `x (mirrored OP) c`.
+        switch op {
+        case .equal, .notEqual: return IntegerRangeCheck(slot: slot, op, c)
+        case .less: return IntegerRangeCheck(slot: slot, .greater, c)
+        case .lessOrEqual: return IntegerRangeCheck(slot: slot, .greaterOrEqual, c)
+        case .greater: return IntegerRangeCheck(slot: slot, .less, c)
+        case .greaterOrEqual: return IntegerRangeCheck(slot: slot, .lessOrEqual, c)
+        default: return nil
+        }
+    }
 }
 
 final class SlotsCompareNode: RuleNode, @unchecked Sendable {
@@ -405,6 +499,46 @@ final class CompareNode: RuleNode, @unchecked Sendable {
     }
     override func run(_ frame: RuleFrame) -> RuleValue {
         RuleOperations.compare(op, left.run(frame), right.run(frame))
+    }
+    override func test(_ frame: RuleFrame) -> RuleTruth {
+        let a = left.run(frame)
+        let b = right.run(frame)
+        // Two numbers: as `RuleOperations.compare` (integers exactly, a decimal on either side
+        // as doubles), without its general matching.
+        if let c = numericOrder(a, b) {
+            switch op {
+            case .equal: return RuleTruth(c == 0)
+            case .notEqual: return RuleTruth(c != 0)
+            case .less: return RuleTruth(c < 0)
+            case .lessOrEqual: return RuleTruth(c <= 0)
+            case .greater: return RuleTruth(c > 0)
+            default: return RuleTruth(c >= 0)
+            }
+        }
+        return RuleTruth(RuleOperations.compare(op, a, b))
+    }
+}
+
+/// -1, 0 or 1 for two numbers, as `RuleOperations.order` and `looselyEqual` give them; nil for
+/// anything else. A decimal is never NaN (arithmetic refuses non-finite results and JSON has no
+/// NaN), so "neither less nor equal" is "greater" as in `order`.
+@inline(__always)
+private func numericOrder(_ a: RuleValue, _ b: RuleValue) -> Int? {
+    @inline(__always) func order(_ x: Double, _ y: Double) -> Int { x < y ? -1 : (x == y ? 0 : 1) }
+    switch a {
+    case .integer(let x):
+        switch b {
+        case .integer(let y): return x < y ? -1 : (x == y ? 0 : 1)
+        case .decimal(let y): return order(Double(x), y)
+        default: return nil
+        }
+    case .decimal(let x):
+        switch b {
+        case .integer(let y): return order(x, Double(y))
+        case .decimal(let y): return order(x, y)
+        default: return nil
+        }
+    default: return nil
     }
 }
 
@@ -452,6 +586,24 @@ final class ArithmeticNode: RuleNode, @unchecked Sendable {
         self.right = right
     }
     override func run(_ frame: RuleFrame) -> RuleValue {
-        RuleOperations.arithmetic(op, left.run(frame), right.run(frame))
+        let a = left.run(frame)
+        let b = right.run(frame)
+        // Two numbers: as `RuleOperations.arithmetic`, without its general matching.
+        switch a {
+        case .integer(let x):
+            switch b {
+            case .integer(let y): return RuleOperations.integerArithmetic(op, x, y)
+            case .decimal(let y): return RuleOperations.decimalArithmetic(op, Double(x), y)
+            default: break
+            }
+        case .decimal(let x):
+            switch b {
+            case .integer(let y): return RuleOperations.decimalArithmetic(op, x, Double(y))
+            case .decimal(let y): return RuleOperations.decimalArithmetic(op, x, y)
+            default: break
+            }
+        default: break
+        }
+        return RuleOperations.arithmetic(op, a, b)
     }
 }

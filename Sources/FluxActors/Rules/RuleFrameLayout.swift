@@ -55,28 +55,44 @@ struct RuleFrameLayout: Sendable {
             }
         }
 
-        @inline(__always)
-        func value(in request: borrowing CheckoutRequest) -> RuleValue? {
+        /// Whether the field always holds an integer (a non-optional integer property): its slot
+        /// then holds no reference and needs no teardown.
+        var isAlwaysInteger: Bool {
             switch self {
-            case .merchantID: .string(request.merchantID)
-            case .storeID: request.storeID.map { .string($0) }
-            case .mode: .string(request.mode.rawValue)
-            case .customerID: .string(request.customerID)
-            case .customerName: .string(request.customerName)
-            case .phone: .string(request.phone)
-            case .pan: .string(request.pan)
-            case .dateOfBirth: .string(request.dateOfBirth)
-            case .bureauScore: .integer(Int64(request.bureauScore))
-            case .amountPaise: .integer(request.amountPaise)
-            case .tenureMonths: .integer(Int64(request.tenureMonths))
-            case .email: request.email.map { .string($0) }
-            case .pincode: request.pincode.map { .string($0) }
-            case .monthlyIncomePaise: request.monthlyIncomePaise.map { .integer($0) }
-            case .productSKU: request.productSKU.map { .string($0) }
-            case .productCategory: request.productCategory.map { .string($0) }
-            case .productPricePaise: request.productPricePaise.map { .integer($0) }
+            case .bureauScore, .amountPaise, .tenureMonths: true
+            default: false
             }
         }
+
+        /// Initialises `slot` with the field's value, or `missing` when the request lacks it.
+        @inline(__always)
+        func initialize(
+            _ slot: UnsafeMutablePointer<RuleValue>, from request: borrowing CheckoutRequest, missing: RuleFault
+        ) {
+            switch self {
+            case .merchantID: slot.initialize(to: .string(request.merchantID))
+            case .storeID: slot.initialize(to: request.storeID.map { .string($0) } ?? .fault(missing))
+            case .mode: slot.initialize(to: .string(request.mode.rawValue))
+            case .customerID: slot.initialize(to: .string(request.customerID))
+            case .customerName: slot.initialize(to: .string(request.customerName))
+            case .phone: slot.initialize(to: .string(request.phone))
+            case .pan: slot.initialize(to: .string(request.pan))
+            case .dateOfBirth: slot.initialize(to: .string(request.dateOfBirth))
+            case .bureauScore: slot.initialize(to: .integer(Int64(request.bureauScore)))
+            case .amountPaise: slot.initialize(to: .integer(request.amountPaise))
+            case .tenureMonths: slot.initialize(to: .integer(Int64(request.tenureMonths)))
+            case .email: slot.initialize(to: request.email.map { .string($0) } ?? .fault(missing))
+            case .pincode: slot.initialize(to: request.pincode.map { .string($0) } ?? .fault(missing))
+            case .monthlyIncomePaise:
+                slot.initialize(to: request.monthlyIncomePaise.map { .integer($0) } ?? .fault(missing))
+            case .productSKU: slot.initialize(to: request.productSKU.map { .string($0) } ?? .fault(missing))
+            case .productCategory:
+                slot.initialize(to: request.productCategory.map { .string($0) } ?? .fault(missing))
+            case .productPricePaise:
+                slot.initialize(to: request.productPricePaise.map { .integer($0) } ?? .fault(missing))
+            }
+        }
+
     }
 
     private let typed: [TypedSlot]
@@ -96,6 +112,9 @@ struct RuleFrameLayout: Sendable {
     }
 
     private let slotCount: Int
+    /// The slots that may hold a reference (a string, a list, a fault) and so are torn down;
+    /// the others always hold an integer.
+    private let teardown: [Int]
     /// The slots read from `raw` (fields `CheckoutRequest` does not type), each with the fault
     /// it holds until the walk of `raw` finds its field.
     private let rawSlots: [MissingSlot]
@@ -151,6 +170,8 @@ struct RuleFrameLayout: Sendable {
         self.typed = typed
         self.rawSlots = rawSlots
         self.slotCount = layout.count
+        let integers = Set(typed.filter { $0.field.isAlwaysInteger }.map(\.slot))
+        self.teardown = (0..<layout.count).filter { !integers.contains($0) }
         self.derived = layout.derived
     }
 
@@ -183,8 +204,7 @@ struct RuleFrameLayout: Sendable {
             let base = buffer.baseAddress!
             typed.withUnsafeBufferPointer { typed in
                 for t in typed.indices {
-                    (base + typed[t].slot).initialize(
-                        to: typed[t].field.value(in: request) ?? .fault(typed[t].missing))
+                    typed[t].field.initialize(base + typed[t].slot, from: request, missing: typed[t].missing)
                 }
             }
             if !rawSlots.isEmpty {
@@ -203,9 +223,11 @@ struct RuleFrameLayout: Sendable {
                 }
             }
             defer {
-                // One element at a time: the destroy of a `RuleValue` is inlined, where a
-                // whole-buffer deinitialize goes through the generic array destroy.
-                for i in 0..<count { (base + i).deinitialize(count: 1) }
+                // Only the slots that may hold a reference (an integer needs no teardown), one
+                // at a time: a whole-buffer deinitialize goes through the generic array destroy.
+                teardown.withUnsafeBufferPointer { teardown in
+                    for i in teardown.indices { (base + teardown[i]).deinitialize(count: 1) }
+                }
             }
             return body(RuleFrame(slots: base, today: day))
         }

@@ -254,6 +254,9 @@ final class RuleProgram: Sendable {
         /// `[text]`, made once: the `failed` list of a lender that fails this condition alone
         /// (the most common exclusion) shares it instead of allocating.
         var alone: [String]
+        /// For a condition that compares an integer slot with integer constants (the commonest
+        /// shape): the check, run inline by `decide` without calling the node.
+        var range: IntegerRangeCheck
     }
 
     /// A lender as `decide` reads it; its conditions are `steps[start ..< end]`.
@@ -265,10 +268,11 @@ final class RuleProgram: Sendable {
         var end: Int
         var scoreText: String
         var score: Unmanaged<RuleNode>
-        /// For a lender of at most `maxSharedFailures` conditions: the `failed` list for every
-        /// set of its conditions that are plain `false`, indexed by the set as a bit mask
-        /// (bit i: condition i), made once. The usual exclusion then allocates nothing.
-        var failedBySet: [[String]]
+        /// For a lender of at most `maxSharedFailures` conditions, where its lists start in
+        /// `failedBySet` (-1 for a longer lender): the `failed` list for every set of its
+        /// conditions that are plain `false` is `failedBySet[failedBase + set]`, the set as a bit
+        /// mask (bit i: condition i). Made once: the usual exclusion then allocates nothing.
+        var failedBase: Int
     }
 
     /// Lenders with more conditions build their `failed` lists per decision (2^n lists each).
@@ -286,32 +290,41 @@ final class RuleProgram: Sendable {
     let lenders: [Lender]
     private let steps: [Step]
     private let spans: [Span]
+    /// The shared `failed` lists of every lender (see `Span.failedBase`).
+    private let failedBySet: [[String]]
 
     init(frame: RuleFrameLayout, lenders: [Lender]) {
         self.frame = frame
         self.lenders = lenders
         var steps: [Step] = []
         var spans: [Span] = []
+        var failedBySet: [[String]] = []
         for lender in lenders {
             let start = steps.count
             for c in lender.conditions {
-                steps.append(Step(text: c.text, node: Unmanaged.passUnretained(c.code), alone: [c.text]))
+                steps.append(
+                    Step(
+                        text: c.text, node: Unmanaged.passUnretained(c.code), alone: [c.text],
+                        range: c.code.integerRange ?? .none))
             }
-            var failedBySet: [[String]] = []
+            var failedBase = -1
             let n = lender.conditions.count
             if n <= Self.maxSharedFailures {
-                failedBySet = (0..<(1 << n)).map { set in
-                    lender.conditions.indices.filter { set & (1 << $0) != 0 }.map { lender.conditions[$0].text }
+                failedBase = failedBySet.count
+                for set in 0..<(1 << n) {
+                    failedBySet.append(
+                        lender.conditions.indices.filter { set & (1 << $0) != 0 }.map { lender.conditions[$0].text })
                 }
             }
             spans.append(
                 Span(
                     id: lender.id, priority: lender.priority, start: start, end: steps.count,
                     scoreText: lender.scoreText, score: Unmanaged.passUnretained(lender.score),
-                    failedBySet: failedBySet))
+                    failedBase: failedBase))
         }
         self.steps = steps
         self.spans = spans
+        self.failedBySet = failedBySet
     }
 
     /// What a failed condition says in `excluded[].failed`: its text, plus the reason when it
@@ -330,10 +343,12 @@ final class RuleProgram: Sendable {
         frame.withFrame(request, today: today) { frame in
             steps.withUnsafeBufferPointer { steps in
                 spans.withUnsafeBufferPointer { lenders in
-                    withUnsafeTemporaryAllocation(of: Eligible.self, capacity: max(lenders.count, 1)) { eligible in
-                        Self.decide(
-                            frame, steps: steps, lenders: lenders, eligible: eligible, version: version,
-                            hasConnector: hasConnector)
+                    failedBySet.withUnsafeBufferPointer { shared in
+                        withUnsafeTemporaryAllocation(of: Eligible.self, capacity: max(lenders.count, 1)) { eligible in
+                            Self.decide(
+                                frame, steps: steps, lenders: lenders, shared: shared, eligible: eligible,
+                                version: version, hasConnector: hasConnector)
+                        }
                     }
                 }
             }
@@ -342,7 +357,8 @@ final class RuleProgram: Sendable {
 
     private static func decide(
         _ frame: RuleFrame, steps: UnsafeBufferPointer<Step>, lenders: UnsafeBufferPointer<Span>,
-        eligible: UnsafeMutableBufferPointer<Eligible>, version: Int, hasConnector: (String) -> Bool
+        shared: UnsafeBufferPointer<[String]>, eligible: UnsafeMutableBufferPointer<Eligible>, version: Int,
+        hasConnector: (String) -> Bool
     ) -> RuleDecision {
         var eligibleCount = 0
         var excluded: [ExcludedLender] = []
@@ -359,7 +375,13 @@ final class RuleProgram: Sendable {
                 failed!.reserveCapacity(end - start + 1)
             }
             for c in start..<end {
-                let truth = steps[c].node._withUnsafeGuaranteedRef { $0.test(frame) }
+                let truth: RuleTruth
+                let slot = steps[c].range.slot
+                if slot >= 0, case .integer(let x) = frame.slots[slot] {
+                    truth = steps[c].range.test(x)
+                } else {
+                    truth = steps[c].node._withUnsafeGuaranteedRef { $0.test(frame) }
+                }
                 if truth == .holds { continue }
                 if failed == nil {
                     if truth == .fails && c - start < 64 {
@@ -378,9 +400,9 @@ final class RuleProgram: Sendable {
                 }
             }
             if failed == nil && set != 0 {
-                let shared = lenders[index].failedBySet
-                if !shared.isEmpty {
-                    failed = shared[Int(set)]
+                let base = lenders[index].failedBase
+                if base >= 0 {
+                    failed = shared[base + Int(set)]
                 } else if set.nonzeroBitCount == 1 {
                     failed = steps[start + set.trailingZeroBitCount].alone
                 } else {
