@@ -33,6 +33,11 @@ import Testing
         "customer.employees > 10",
         "customer.employees in [5, 50]",
         "age(customer.date_of_birth) >= 23 and age(customer.date_of_birth) <= 55",
+        "customer.bureau_score > 650 and customer.bureau_score < 640",
+        "customer.bureau_score != 700 and customer.bureau_score >= 600",
+        "customer.bureau_score >= 600 and customer.employees > 10",
+        "customer.employees >= 5 and customer.employees <= 50",
+        "customer.bureau_score < 650 or customer.bureau_score > 800",
     ]
 
     static func requests() -> [CheckoutRequest] {
@@ -144,6 +149,20 @@ import Testing
                     #expect(check.test(x) == RuleTruth(compare(x, c)), "\(x) \(op.rawValue) \(c)")
                 }
             }
+        }
+    }
+
+    @Test func dateParsingAgreesWithCalendarDate() {
+        var texts = [
+            "2024-02-29", "2023-02-29", "2000-02-29", "1900-02-29", "1899-12-31", "1900-01-01", "9999-12-31",
+            "2000-13-01", "2000-00-10", "2000-01-00", "2000-04-31", "20a0-01-01", "2000/01/01", "2000-01-1",
+            "2000-01-100", " 2000-01-01", "2000-0１-01", "", "----------", "0000-00-00", "2000-1a-01",
+        ]
+        for i in 0..<400 { texts.append("\(1890 + i % 120)-\(String(format: "%02d", i % 14))-\(String(format: "%02d", i % 33))") }
+        for text in texts {
+            let parsed = CivilDay(parsing: text)
+            let expected = CalendarDate(text).map { CivilDay(year: $0.year, month: $0.month, day: $0.day) }
+            #expect(parsed == expected, "\(text)")
         }
     }
 

@@ -382,6 +382,15 @@ final class ShortCircuitNode: RuleNode, @unchecked Sendable {
             }
         }
     }
+    /// `x >= a and x <= b` on one integer slot is `x` in the intersection of the two ranges:
+    /// when the slot holds an integer both sides are booleans, and `and` of the two is the
+    /// intersection (an empty one holds for no integer).
+    override var integerRange: IntegerRangeCheck? {
+        guard !decidesOn, let l = left.integerRange, let r = right.integerRange, l.slot == r.slot, !l.negated,
+            !r.negated
+        else { return nil }
+        return IntegerRangeCheck(slot: l.slot, low: max(l.low, r.low), high: min(l.high, r.high), negated: false)
+    }
     override func test(_ frame: RuleFrame) -> RuleTruth {
         // As `run`: anything but a boolean on either side is a fault (`.other`).
         let l = left.test(frame)
