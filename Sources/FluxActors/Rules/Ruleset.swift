@@ -365,51 +365,33 @@ final class RuleProgram: Sendable {
         for index in lenders.indices {
             let start = lenders[index].start
             let end = lenders[index].end
-            // The conditions that were plain `false`, as a bit mask, while nothing else has
-            // failed; `failed` is built only when something else does (a fault, a missing
-            // connector, more conditions than the mask holds).
+            // The usual path: a lender with a connector whose conditions each hold or are a
+            // plain `false`. Those that are `false` are kept as a bit mask (bit i: condition i);
+            // the first outcome of any other kind (a fault, a value that is not a boolean, a
+            // condition beyond the 64 the mask holds) hands over to `failures(from:)`, which
+            // lists everything the usual way.
             var set: UInt64 = 0
-            var failed: [String]? = nil
-            if !hasConnector(lenders[index].id) {
-                failed = ["no connector descriptor"]
-                failed!.reserveCapacity(end - start + 1)
-            }
-            for c in start..<end {
-                let truth: RuleTruth
-                let slot = steps[c].range.slot
-                if slot >= 0, case .integer(let x) = frame.slots[slot] {
-                    truth = steps[c].range.test(x)
-                } else {
-                    truth = steps[c].node._withUnsafeGuaranteedRef { $0.test(frame) }
-                }
-                if truth == .holds { continue }
-                if failed == nil {
+            let connected = hasConnector(lenders[index].id)
+            var other = connected ? -1 : start
+            if other < 0 {
+                for c in start..<end {
+                    let truth: RuleTruth
+                    let slot = steps[c].range.slot
+                    if slot >= 0, case .integer(let x) = frame.slots[slot] {
+                        truth = steps[c].range.test(x)
+                    } else {
+                        truth = steps[c].node._withUnsafeGuaranteedRef { $0.test(frame) }
+                    }
+                    if truth == .holds { continue }
                     if truth == .fails && c - start < 64 {
                         set |= 1 &<< UInt64(c - start)
                         continue
                     }
-                    failed = Self.failures(steps, start, set)
-                    failed!.reserveCapacity(end - c + set.nonzeroBitCount)
-                    set = 0
-                }
-                if truth == .fails {
-                    failed!.append(steps[c].text)
-                } else {
-                    let value = steps[c].node._withUnsafeGuaranteedRef { $0.run(frame) }
-                    failed!.append(RuleProgram.failure(steps[c].text, value))
+                    other = c
+                    break
                 }
             }
-            if failed == nil && set != 0 {
-                let base = lenders[index].failedBase
-                if base >= 0 {
-                    failed = shared[base + Int(set)]
-                } else if set.nonzeroBitCount == 1 {
-                    failed = steps[start + set.trailingZeroBitCount].alone
-                } else {
-                    failed = Self.failures(steps, start, set)
-                }
-            }
-            if failed == nil {
+            if other < 0 && set == 0 {
                 switch lenders[index].score._withUnsafeGuaranteedRef({ $0.run(frame) }) {
                 case .integer(let i):
                     eligible[eligibleCount] = Eligible(score: Double(i), index: index)
@@ -419,13 +401,31 @@ final class RuleProgram: Sendable {
                     eligible[eligibleCount] = Eligible(score: d, index: index)
                     eligibleCount += 1
                     continue
-                case .fault(let f): failed = ["score \(lenders[index].scoreText) (\(f.reason))"]
-                case let other:
-                    failed = ["score \(lenders[index].scoreText) (gave a \(other.typeName), not a number)"]
+                case .fault(let f):
+                    excluded.append(
+                        ExcludedLender(
+                            lenderID: lenders[index].id, failed: ["score \(lenders[index].scoreText) (\(f.reason))"]))
+                case let value:
+                    excluded.append(
+                        ExcludedLender(
+                            lenderID: lenders[index].id,
+                            failed: ["score \(lenders[index].scoreText) (gave a \(value.typeName), not a number)"]))
                 }
+                continue
             }
             if excluded.isEmpty { excluded.reserveCapacity(lenders.count - index) }
-            excluded.append(ExcludedLender(lenderID: lenders[index].id, failed: failed!))
+            let failed: [String]
+            if other >= 0 {
+                failed = Self.failures(
+                    frame, steps, start: start, end: end, plainFalse: set, from: other, connector: connected)
+            } else if lenders[index].failedBase >= 0 {
+                failed = shared[lenders[index].failedBase + Int(set)]
+            } else if set.nonzeroBitCount == 1 {
+                failed = steps[start + set.trailingZeroBitCount].alone
+            } else {
+                failed = Self.failures(steps, start, set)
+            }
+            excluded.append(ExcludedLender(lenderID: lenders[index].id, failed: failed))
         }
         // Insertion sort: a handful of lenders, no allocation. Score descending, then priority
         // descending, then lender_id.
@@ -453,6 +453,30 @@ final class RuleProgram: Sendable {
             ranked.append(RankedLender(lenderID: lenders[eligible[i].index].id, score: eligible[i].score))
         }
         return RuleDecision(version: version, ranked: ranked, excluded: excluded)
+    }
+
+    /// A lender's `failed` list the general way, from condition `from` on: `no connector
+    /// descriptor` when it has none, the plain `false` conditions before `from` (`plainFalse`),
+    /// then every condition from `from` that does not hold, with the reason when it could not be
+    /// evaluated.
+    private static func failures(
+        _ frame: RuleFrame, _ steps: UnsafeBufferPointer<Step>, start: Int, end: Int, plainFalse: UInt64, from: Int,
+        connector: Bool
+    ) -> [String] {
+        var failed: [String] = []
+        failed.reserveCapacity(end - from + plainFalse.nonzeroBitCount + 1)
+        if !connector { failed.append("no connector descriptor") }
+        failed.append(contentsOf: failures(steps, start, plainFalse))
+        for c in from..<end {
+            switch steps[c].node._withUnsafeGuaranteedRef({ $0.test(frame) }) {
+            case .holds: continue
+            case .fails: failed.append(steps[c].text)
+            case .other:
+                let value = steps[c].node._withUnsafeGuaranteedRef { $0.run(frame) }
+                failed.append(RuleProgram.failure(steps[c].text, value))
+            }
+        }
+        return failed
     }
 
     /// The texts of the conditions in `set` (bit i: the lender's condition i), in order.
