@@ -95,7 +95,7 @@ struct RuleFrameLayout: Sendable {
 
     }
 
-    private let typed: [TypedSlot]
+    private let typed: RuleTable<TypedSlot>
     private let steps: [FlatStep]
     private let rootCount: Int
     // Structs rather than tuples: no run-time type metadata lookups on the hot path.
@@ -114,11 +114,11 @@ struct RuleFrameLayout: Sendable {
     private let slotCount: Int
     /// The slots that may hold a reference (a string, a list, a fault) and so are torn down;
     /// the others always hold an integer.
-    private let teardown: [Int]
+    private let teardown: RuleTable<Int>
     /// The slots read from `raw` (fields `CheckoutRequest` does not type), each with the fault
     /// it holds until the walk of `raw` finds its field.
-    private let rawSlots: [MissingSlot]
-    private let derived: [DerivedSlot]
+    private let rawSlots: RuleTable<MissingSlot>
+    private let derived: RuleTable<DerivedSlot>
 
     init(_ layout: SlotLayout) {
         var steps: [FieldStep] = []
@@ -167,12 +167,12 @@ struct RuleFrameLayout: Sendable {
         level = []
         self.steps = flat
         self.rootCount = steps.count
-        self.typed = typed
-        self.rawSlots = rawSlots
+        self.typed = RuleTable(typed)
+        self.rawSlots = RuleTable(rawSlots)
         self.slotCount = layout.count
         let integers = Set(typed.filter { $0.field.isAlwaysInteger }.map(\.slot))
-        self.teardown = (0..<layout.count).filter { !integers.contains($0) }
-        self.derived = layout.derived
+        self.teardown = RuleTable((0..<layout.count).filter { !integers.contains($0) })
+        self.derived = RuleTable(layout.derived)
     }
 
     private static func insert(_ path: ArraySlice<String>, slot: Int, prefix: String, into steps: inout [FieldStep]) {
@@ -202,32 +202,28 @@ struct RuleFrameLayout: Sendable {
         let count = slotCount
         return withUnsafeTemporaryAllocation(of: RuleValue.self, capacity: max(count, 1)) { buffer in
             let base = buffer.baseAddress!
-            typed.withUnsafeBufferPointer { typed in
-                for t in typed.indices {
-                    typed[t].field.initialize(base + typed[t].slot, from: request, missing: typed[t].missing)
-                }
+            let typed = typed.items
+            for t in typed.indices {
+                typed[t].field.initialize(base + typed[t].slot, from: request, missing: typed[t].missing)
             }
-            if !rawSlots.isEmpty {
-                rawSlots.withUnsafeBufferPointer { raw in
-                    for r in raw.indices { (base + raw[r].slot).initialize(to: .fault(raw[r].fault)) }
-                }
+            let raw = rawSlots.items
+            if !raw.isEmpty {
+                for r in raw.indices { (base + raw[r].slot).initialize(to: .fault(raw[r].fault)) }
                 steps.withUnsafeBufferPointer { steps in
                     Self.fill(steps, 0, rootCount, from: request.raw, into: base)
                 }
             }
             let day = CivilDay(today)
-            derived.withUnsafeBufferPointer { derived in
-                for d in derived.indices {
-                    (base + derived[d].slot).initialize(
-                        to: RuleOperations.call(derived[d].function, base[derived[d].source], today: day))
-                }
+            let derived = derived.items
+            for d in derived.indices {
+                (base + derived[d].slot).initialize(
+                    to: RuleOperations.call(derived[d].function, base[derived[d].source], today: day))
             }
             defer {
                 // Only the slots that may hold a reference (an integer needs no teardown), one
                 // at a time: a whole-buffer deinitialize goes through the generic array destroy.
-                teardown.withUnsafeBufferPointer { teardown in
-                    for i in teardown.indices { (base + teardown[i]).deinitialize(count: 1) }
-                }
+                let teardown = teardown.items
+                for i in teardown.indices { (base + teardown[i]).deinitialize(count: 1) }
             }
             return body(RuleFrame(slots: base, today: day))
         }
@@ -271,5 +267,25 @@ struct RuleFrameLayout: Sendable {
         if steps[i].childCount > 0 {
             fill(steps, steps[i].childStart, steps[i].childCount, from: value, into: base)
         }
+    }
+}
+
+/// A table read on every evaluation, in memory of its own: read through `items` without
+/// retaining an array or entering a closure. Initialised in `init`, never written again, freed
+/// in `deinit`, so reading it from any thread while it lives is safe (`@unchecked Sendable`;
+/// the elements are `Sendable`).
+final class RuleTable<Element: Sendable>: @unchecked Sendable {
+    let items: UnsafeBufferPointer<Element>
+
+    init(_ elements: [Element]) {
+        let buffer = UnsafeMutablePointer<Element>.allocate(capacity: max(elements.count, 1))
+        buffer.initialize(from: elements, count: elements.count)
+        items = UnsafeBufferPointer(start: buffer, count: elements.count)
+    }
+
+    deinit {
+        let buffer = UnsafeMutablePointer(mutating: items.baseAddress!)
+        buffer.deinitialize(count: items.count)
+        buffer.deallocate()
     }
 }

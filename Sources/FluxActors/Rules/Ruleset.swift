@@ -288,10 +288,10 @@ final class RuleProgram: Sendable {
     let frame: RuleFrameLayout
     /// Owns every node that `steps` and `spans` refer to unmanaged.
     let lenders: [Lender]
-    private let steps: [Step]
-    private let spans: [Span]
+    private let steps: RuleTable<Step>
+    private let spans: RuleTable<Span>
     /// The shared `failed` lists of every lender (see `Span.failedBase`).
-    private let failedBySet: [[String]]
+    private let failedBySet: RuleTable<[String]>
 
     init(frame: RuleFrameLayout, lenders: [Lender]) {
         self.frame = frame
@@ -322,9 +322,9 @@ final class RuleProgram: Sendable {
                     scoreText: lender.scoreText, score: Unmanaged.passUnretained(lender.score),
                     failedBase: failedBase))
         }
-        self.steps = steps
-        self.spans = spans
-        self.failedBySet = failedBySet
+        self.steps = RuleTable(steps)
+        self.spans = RuleTable(spans)
+        self.failedBySet = RuleTable(failedBySet)
     }
 
     /// What a failed condition says in `excluded[].failed`: its text, plus the reason when it
@@ -340,17 +340,14 @@ final class RuleProgram: Sendable {
     func decide(
         _ request: borrowing CheckoutRequest, today: Date, version: Int, hasConnector: (String) -> Bool
     ) -> RuleDecision {
-        frame.withFrame(request, today: today) { frame in
-            steps.withUnsafeBufferPointer { steps in
-                spans.withUnsafeBufferPointer { lenders in
-                    failedBySet.withUnsafeBufferPointer { shared in
-                        withUnsafeTemporaryAllocation(of: Eligible.self, capacity: max(lenders.count, 1)) { eligible in
-                            Self.decide(
-                                frame, steps: steps, lenders: lenders, shared: shared, eligible: eligible,
-                                version: version, hasConnector: hasConnector)
-                        }
-                    }
-                }
+        let steps = steps.items
+        let lenders = spans.items
+        let shared = failedBySet.items
+        return frame.withFrame(request, today: today) { frame in
+            withUnsafeTemporaryAllocation(of: Eligible.self, capacity: max(lenders.count, 1)) { eligible in
+                Self.decide(
+                    frame, steps: steps, lenders: lenders, shared: shared, eligible: eligible, version: version,
+                    hasConnector: hasConnector)
             }
         }
     }
