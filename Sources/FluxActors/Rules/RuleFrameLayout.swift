@@ -223,7 +223,14 @@ struct RuleFrameLayout: Sendable {
                 // Only the slots that may hold a reference (an integer needs no teardown), one
                 // at a time: a whole-buffer deinitialize goes through the generic array destroy.
                 let teardown = teardown.items
-                for i in teardown.indices { (base + teardown[i]).deinitialize(count: 1) }
+                for i in teardown.indices {
+                    let slot = base + teardown[i]
+                    // A number or a boolean holds no reference: nothing to tear down.
+                    switch slot.pointee {
+                    case .integer, .decimal, .boolean: continue
+                    default: slot.deinitialize(count: 1)
+                    }
+                }
             }
             return body(RuleFrame(slots: base, today: day))
         }
