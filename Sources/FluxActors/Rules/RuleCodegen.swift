@@ -11,11 +11,70 @@
 class RuleNode: @unchecked Sendable {
     func run(_ frame: RuleFrame) -> RuleValue { preconditionFailure("RuleNode is abstract") }
 
+    /// A condition's outcome without building its value: what `run` gives when that is a
+    /// boolean, `.other` for anything else (a fault, a value of another type), for which the
+    /// caller runs `run` to learn what it is. The common condition nodes override it with the
+    /// same fast paths as `run` and never build a `RuleValue`; every override gives `.holds`
+    /// or `.fails` exactly when `run` gives `true` or `false`.
+    func test(_ frame: RuleFrame) -> RuleTruth { RuleTruth(run(frame)) }
+
+    /// For a node that compares an integer slot with integer constants: the same check as a
+    /// range, which the decision loop runs inline when the slot holds an integer (any other
+    /// value goes to `test`).
+    var integerRange: IntegerRangeCheck? { nil }
+
     @inline(__always)
     final func callAsFunction(_ frame: RuleFrame) -> RuleValue { run(frame) }
 }
 
 typealias RuleCode = RuleNode
+
+/// `slot` holds an integer in `low ... high` (or, `negated`, outside it): every integer
+/// comparison of a slot with a constant, and `between` two integer constants, in one form.
+/// An empty range (`low > high`) holds for no integer.
+struct IntegerRangeCheck: Sendable {
+    /// -1: no check.
+    var slot: Int
+    var low: Int64
+    var high: Int64
+    var negated: Bool
+
+    static let none = IntegerRangeCheck(slot: -1, low: 1, high: 0, negated: false)
+
+    @inline(__always)
+    func test(_ x: Int64) -> RuleTruth { RuleTruth((low <= x && x <= high) != negated) }
+
+    /// `x OP c` for an integer slot `x`, as `integerCompare` computes it.
+    init(slot: Int, _ op: BinaryOperator, _ c: Int64) {
+        self.slot = slot
+        negated = false
+        switch op {
+        case .equal: (low, high) = (c, c)
+        case .notEqual: (low, high, negated) = (c, c, true)
+        case .less: (low, high) = c == .min ? (1, 0) : (.min, c - 1)
+        case .lessOrEqual: (low, high) = (.min, c)
+        case .greater: (low, high) = c == .max ? (1, 0) : (c + 1, .max)
+        default: (low, high) = (c, .max)
+        }
+    }
+
+    init(slot: Int, low: Int64, high: Int64, negated: Bool) {
+        (self.slot, self.low, self.high, self.negated) = (slot, low, high, negated)
+    }
+}
+
+/// The outcome of a condition as `RuleNode.test` reports it.
+enum RuleTruth: UInt8 {
+    case fails, holds, other
+
+    @inline(__always)
+    init(_ b: Bool) { self = b ? .holds : .fails }
+
+    @inline(__always)
+    init(_ value: RuleValue) {
+        if case .boolean(let b) = value { self = b ? .holds : .fails } else { self = .other }
+    }
+}
 
 extension ExpressionCompiler {
     static func emit(_ expression: TypedExpression) -> RuleCode {
@@ -112,6 +171,13 @@ final class NotNode: RuleNode, @unchecked Sendable {
     let a: RuleNode
     init(_ a: RuleNode) { self.a = a }
     override func run(_ frame: RuleFrame) -> RuleValue { RuleOperations.not(a.run(frame)) }
+    override func test(_ frame: RuleFrame) -> RuleTruth {
+        switch a.test(frame) {
+        case .holds: .fails
+        case .fails: .holds
+        case .other: .other
+        }
+    }
 }
 
 final class CallNode: RuleNode, @unchecked Sendable {
@@ -149,6 +215,51 @@ final class SlotInListNode: RuleNode, @unchecked Sendable {
         }
         self.strings = strings.count == elements.count ? strings : nil
         self.integers = integers.count == elements.count ? integers : nil
+        if let all = self.strings {
+            let buffer = UnsafeMutableBufferPointer<String>.allocate(capacity: all.count)
+            _ = buffer.initialize(from: all)
+            stringBuffer = buffer
+        } else {
+            stringBuffer = nil
+        }
+        if let all = self.integers {
+            let buffer = UnsafeMutableBufferPointer<Int64>.allocate(capacity: all.count)
+            _ = buffer.initialize(from: all)
+            integerBuffer = buffer
+        } else {
+            integerBuffer = nil
+        }
+    }
+    /// `strings` and `integers` in memory of the node's own, read by `test` without retaining
+    /// an array (reading an array property retains its buffer). Freed in `deinit`; never written
+    /// after `init`.
+    private let stringBuffer: UnsafeMutableBufferPointer<String>?
+    private let integerBuffer: UnsafeMutableBufferPointer<Int64>?
+
+    deinit {
+        if let stringBuffer {
+            stringBuffer.deinitialize()
+            stringBuffer.deallocate()
+        }
+        integerBuffer?.deallocate()
+    }
+
+    override func test(_ frame: RuleFrame) -> RuleTruth {
+        // As `run`'s fast paths (`strings.contains(x)`, `integers.contains(x)`).
+        switch frame.slots[slot] {
+        case .string(let x):
+            if let stringBuffer {
+                for i in stringBuffer.indices where stringBuffer[i] == x { return RuleTruth(!negated) }
+                return RuleTruth(negated)
+            }
+        case .integer(let x):
+            if let integerBuffer {
+                for i in integerBuffer.indices where integerBuffer[i] == x { return RuleTruth(!negated) }
+                return RuleTruth(negated)
+            }
+        default: break
+        }
+        return RuleTruth(run(frame))
     }
     override func run(_ frame: RuleFrame) -> RuleValue {
         switch frame.slots[slot] {
@@ -199,17 +310,34 @@ final class SlotBetweenNode: RuleNode, @unchecked Sendable {
     let low: RuleValue
     let high: RuleValue
     let negated: Bool
+    /// The bounds when both are integers.
+    let integerBounds: ClosedRange<Int64>?
     init(_ slot: Int, _ low: RuleValue, _ high: RuleValue, negated: Bool) {
         self.slot = slot
         self.low = low
         self.high = high
         self.negated = negated
+        if case .integer(let lo) = low, case .integer(let hi) = high, lo <= hi {
+            integerBounds = lo...hi
+        } else {
+            integerBounds = nil
+        }
     }
     override func run(_ frame: RuleFrame) -> RuleValue {
         if case .integer(let x) = frame.slots[slot], case .integer(let lo) = low, case .integer(let hi) = high {
             return .boolean((lo <= x && x <= hi) != negated)
         }
         return RuleOperations.between(frame.slots[slot], low, high, negated: negated)
+    }
+    override var integerRange: IntegerRangeCheck? {
+        guard case .integer(let lo) = low, case .integer(let hi) = high else { return nil }
+        return IntegerRangeCheck(slot: slot, low: lo, high: hi, negated: negated)
+    }
+    override func test(_ frame: RuleFrame) -> RuleTruth {
+        if let integerBounds, case .integer(let x) = frame.slots[slot] {
+            return RuleTruth(integerBounds.contains(x) != negated)
+        }
+        return RuleTruth(run(frame))
     }
 }
 
@@ -254,16 +382,51 @@ final class ShortCircuitNode: RuleNode, @unchecked Sendable {
             }
         }
     }
+    /// `x >= a and x <= b` on one integer slot is `x` in the intersection of the two ranges:
+    /// when the slot holds an integer both sides are booleans, and `and` of the two is the
+    /// intersection (an empty one holds for no integer).
+    override var integerRange: IntegerRangeCheck? {
+        guard !decidesOn, let l = left.integerRange, let r = right.integerRange, l.slot == r.slot, !l.negated,
+            !r.negated
+        else { return nil }
+        return IntegerRangeCheck(slot: l.slot, low: max(l.low, r.low), high: min(l.high, r.high), negated: false)
+    }
+    override func test(_ frame: RuleFrame) -> RuleTruth {
+        // As `run`: anything but a boolean on either side is a fault (`.other`).
+        let l = left.test(frame)
+        if l == .other || (l == .holds) == decidesOn { return l }
+        return right.test(frame)
+    }
 }
 
 final class SlotCompareNode: RuleNode, @unchecked Sendable {
     let op: BinaryOperator
     let slot: Int
     let constant: RuleValue
+    /// The constant when it is an integer.
+    let integer: Int64?
     init(_ op: BinaryOperator, _ slot: Int, _ constant: RuleValue) {
         self.op = op
         self.slot = slot
         self.constant = constant
+        if case .integer(let i) = constant { integer = i } else { integer = nil }
+    }
+    override var integerRange: IntegerRangeCheck? {
+        guard let integer else { return nil }
+        return IntegerRangeCheck(slot: slot, op, integer)
+    }
+    override func test(_ frame: RuleFrame) -> RuleTruth {
+        switch frame.slots[slot] {
+        case .integer(let x):
+            if let integer { return RuleTruth(integerCompare(op, x, integer)) }
+        case .string(let x):
+            if case .string(let y) = constant, op == .equal || op == .notEqual {
+                // As `RuleOperations.looselyEqual`: unequal lengths settle it without the bytes.
+                return RuleTruth((x.utf8.count == y.utf8.count && x == y) == (op == .equal))
+            }
+        default: break
+        }
+        return RuleTruth(run(frame))
     }
     override func run(_ frame: RuleFrame) -> RuleValue {
         switch (frame.slots[slot], constant) {
@@ -291,6 +454,24 @@ final class ConstantCompareSlotNode: RuleNode, @unchecked Sendable {
         }
         return RuleOperations.compare(op, constant, frame.slots[slot])
     }
+    override func test(_ frame: RuleFrame) -> RuleTruth {
+        if case .integer(let x) = constant, case .integer(let y) = frame.slots[slot] {
+            return RuleTruth(integerCompare(op, x, y))
+        }
+        return RuleTruth(run(frame))
+    }
+    override var integerRange: IntegerRangeCheck? {
+        guard case .integer(let c) = constant else { return nil }
+        // `c OP x` is `x (mirrored OP) c`.
+        switch op {
+        case .equal, .notEqual: return IntegerRangeCheck(slot: slot, op, c)
+        case .less: return IntegerRangeCheck(slot: slot, .greater, c)
+        case .lessOrEqual: return IntegerRangeCheck(slot: slot, .greaterOrEqual, c)
+        case .greater: return IntegerRangeCheck(slot: slot, .less, c)
+        case .greaterOrEqual: return IntegerRangeCheck(slot: slot, .lessOrEqual, c)
+        default: return nil
+        }
+    }
 }
 
 final class SlotsCompareNode: RuleNode, @unchecked Sendable {
@@ -308,6 +489,12 @@ final class SlotsCompareNode: RuleNode, @unchecked Sendable {
         }
         return RuleOperations.compare(op, frame.slots[left], frame.slots[right])
     }
+    override func test(_ frame: RuleFrame) -> RuleTruth {
+        if case .integer(let x) = frame.slots[left], case .integer(let y) = frame.slots[right] {
+            return RuleTruth(integerCompare(op, x, y))
+        }
+        return RuleTruth(run(frame))
+    }
 }
 
 final class CompareNode: RuleNode, @unchecked Sendable {
@@ -322,6 +509,46 @@ final class CompareNode: RuleNode, @unchecked Sendable {
     override func run(_ frame: RuleFrame) -> RuleValue {
         RuleOperations.compare(op, left.run(frame), right.run(frame))
     }
+    override func test(_ frame: RuleFrame) -> RuleTruth {
+        let a = left.run(frame)
+        let b = right.run(frame)
+        // Two numbers: as `RuleOperations.compare` (integers exactly, a decimal on either side
+        // as doubles), without its general matching.
+        if let c = numericOrder(a, b) {
+            switch op {
+            case .equal: return RuleTruth(c == 0)
+            case .notEqual: return RuleTruth(c != 0)
+            case .less: return RuleTruth(c < 0)
+            case .lessOrEqual: return RuleTruth(c <= 0)
+            case .greater: return RuleTruth(c > 0)
+            default: return RuleTruth(c >= 0)
+            }
+        }
+        return RuleTruth(RuleOperations.compare(op, a, b))
+    }
+}
+
+/// -1, 0 or 1 for two numbers, as `RuleOperations.order` and `looselyEqual` give them; nil for
+/// anything else. A decimal is never NaN (arithmetic refuses non-finite results and JSON has no
+/// NaN), so "neither less nor equal" is "greater" as in `order`.
+@inline(__always)
+private func numericOrder(_ a: RuleValue, _ b: RuleValue) -> Int? {
+    @inline(__always) func order(_ x: Double, _ y: Double) -> Int { x < y ? -1 : (x == y ? 0 : 1) }
+    switch a {
+    case .integer(let x):
+        switch b {
+        case .integer(let y): return x < y ? -1 : (x == y ? 0 : 1)
+        case .decimal(let y): return order(Double(x), y)
+        default: return nil
+        }
+    case .decimal(let x):
+        switch b {
+        case .integer(let y): return order(x, Double(y))
+        case .decimal(let y): return order(x, y)
+        default: return nil
+        }
+    default: return nil
+    }
 }
 
 final class SlotArithmeticNode: RuleNode, @unchecked Sendable {
@@ -334,7 +561,10 @@ final class SlotArithmeticNode: RuleNode, @unchecked Sendable {
         self.constant = constant
     }
     override func run(_ frame: RuleFrame) -> RuleValue {
-        RuleOperations.arithmetic(op, frame.slots[slot], constant)
+        if case .integer(let x) = frame.slots[slot], case .integer(let y) = constant {
+            return RuleOperations.integerArithmetic(op, x, y)
+        }
+        return RuleOperations.arithmetic(op, frame.slots[slot], constant)
     }
 }
 
@@ -348,7 +578,10 @@ final class ConstantArithmeticSlotNode: RuleNode, @unchecked Sendable {
         self.slot = slot
     }
     override func run(_ frame: RuleFrame) -> RuleValue {
-        RuleOperations.arithmetic(op, constant, frame.slots[slot])
+        if case .integer(let x) = constant, case .integer(let y) = frame.slots[slot] {
+            return RuleOperations.integerArithmetic(op, x, y)
+        }
+        return RuleOperations.arithmetic(op, constant, frame.slots[slot])
     }
 }
 
@@ -362,6 +595,24 @@ final class ArithmeticNode: RuleNode, @unchecked Sendable {
         self.right = right
     }
     override func run(_ frame: RuleFrame) -> RuleValue {
-        RuleOperations.arithmetic(op, left.run(frame), right.run(frame))
+        let a = left.run(frame)
+        let b = right.run(frame)
+        // Two numbers: as `RuleOperations.arithmetic`, without its general matching.
+        switch a {
+        case .integer(let x):
+            switch b {
+            case .integer(let y): return RuleOperations.integerArithmetic(op, x, y)
+            case .decimal(let y): return RuleOperations.decimalArithmetic(op, Double(x), y)
+            default: break
+            }
+        case .decimal(let x):
+            switch b {
+            case .integer(let y): return RuleOperations.decimalArithmetic(op, x, Double(y))
+            case .decimal(let y): return RuleOperations.decimalArithmetic(op, x, y)
+            default: break
+            }
+        default: break
+        }
+        return RuleOperations.arithmetic(op, a, b)
     }
 }

@@ -55,37 +55,55 @@ struct RuleFrameLayout: Sendable {
             }
         }
 
-        @inline(__always)
-        func value(in request: borrowing CheckoutRequest) -> RuleValue? {
+        /// Whether the field always holds an integer (a non-optional integer property): its slot
+        /// then holds no reference and needs no teardown.
+        var isAlwaysInteger: Bool {
             switch self {
-            case .merchantID: .string(request.merchantID)
-            case .storeID: request.storeID.map { .string($0) }
-            case .mode: .string(request.mode.rawValue)
-            case .customerID: .string(request.customerID)
-            case .customerName: .string(request.customerName)
-            case .phone: .string(request.phone)
-            case .pan: .string(request.pan)
-            case .dateOfBirth: .string(request.dateOfBirth)
-            case .bureauScore: .integer(Int64(request.bureauScore))
-            case .amountPaise: .integer(request.amountPaise)
-            case .tenureMonths: .integer(Int64(request.tenureMonths))
-            case .email: request.email.map { .string($0) }
-            case .pincode: request.pincode.map { .string($0) }
-            case .monthlyIncomePaise: request.monthlyIncomePaise.map { .integer($0) }
-            case .productSKU: request.productSKU.map { .string($0) }
-            case .productCategory: request.productCategory.map { .string($0) }
-            case .productPricePaise: request.productPricePaise.map { .integer($0) }
+            case .bureauScore, .amountPaise, .tenureMonths: true
+            default: false
             }
         }
+
+        /// Initialises `slot` with the field's value, or `missing` when the request lacks it.
+        @inline(__always)
+        func initialize(
+            _ slot: UnsafeMutablePointer<RuleValue>, from request: borrowing CheckoutRequest, missing: RuleFault
+        ) {
+            switch self {
+            case .merchantID: slot.initialize(to: .string(request.merchantID))
+            case .storeID: slot.initialize(to: request.storeID.map { .string($0) } ?? .fault(missing))
+            case .mode: slot.initialize(to: .string(request.mode.rawValue))
+            case .customerID: slot.initialize(to: .string(request.customerID))
+            case .customerName: slot.initialize(to: .string(request.customerName))
+            case .phone: slot.initialize(to: .string(request.phone))
+            case .pan: slot.initialize(to: .string(request.pan))
+            case .dateOfBirth: slot.initialize(to: .string(request.dateOfBirth))
+            case .bureauScore: slot.initialize(to: .integer(Int64(request.bureauScore)))
+            case .amountPaise: slot.initialize(to: .integer(request.amountPaise))
+            case .tenureMonths: slot.initialize(to: .integer(Int64(request.tenureMonths)))
+            case .email: slot.initialize(to: request.email.map { .string($0) } ?? .fault(missing))
+            case .pincode: slot.initialize(to: request.pincode.map { .string($0) } ?? .fault(missing))
+            case .monthlyIncomePaise:
+                slot.initialize(to: request.monthlyIncomePaise.map { .integer($0) } ?? .fault(missing))
+            case .productSKU: slot.initialize(to: request.productSKU.map { .string($0) } ?? .fault(missing))
+            case .productCategory:
+                slot.initialize(to: request.productCategory.map { .string($0) } ?? .fault(missing))
+            case .productPricePaise:
+                slot.initialize(to: request.productPricePaise.map { .integer($0) } ?? .fault(missing))
+            }
+        }
+
     }
 
-    private let typed: [TypedSlot]
+    private let typed: RuleTable<TypedSlot>
     private let steps: [FlatStep]
     private let rootCount: Int
     // Structs rather than tuples: no run-time type metadata lookups on the hot path.
     struct TypedSlot: Sendable {
         var field: TypedField
         var slot: Int
+        /// What the slot holds when the request lacks the field (an optional one).
+        var missing: RuleFault
     }
 
     struct MissingSlot: Sendable {
@@ -94,23 +112,27 @@ struct RuleFrameLayout: Sendable {
     }
 
     private let slotCount: Int
-    /// The fault a field slot holds when the request lacks that field.
-    private let missing: [MissingSlot]
-    private let derived: [DerivedSlot]
+    /// The slots that may hold a reference (a string, a list, a fault) and so are torn down;
+    /// the others always hold an integer.
+    private let teardown: RuleTable<Int>
+    /// The slots read from `raw` (fields `CheckoutRequest` does not type), each with the fault
+    /// it holds until the walk of `raw` finds its field.
+    private let rawSlots: RuleTable<MissingSlot>
+    private let derived: RuleTable<DerivedSlot>
 
     init(_ layout: SlotLayout) {
         var steps: [FieldStep] = []
         var typed: [TypedSlot] = []
-        var missing: [MissingSlot] = []
+        var rawSlots: [MissingSlot] = []
         var faults: [Int: RuleFault] = [:]
         for (path, slot) in layout.fields {
             let dotted = path.joined(separator: ".")
             let fault = RuleFault("\(dotted) is missing")
-            missing.append(MissingSlot(slot: slot, fault: fault))
             faults[slot] = fault
             if let field = TypedField(dotted) {
-                typed.append(TypedSlot(field: field, slot: slot))
+                typed.append(TypedSlot(field: field, slot: slot, missing: fault))
             } else {
+                rawSlots.append(MissingSlot(slot: slot, fault: fault))
                 Self.insert(path[...], slot: slot, prefix: "", into: &steps)
             }
         }
@@ -145,10 +167,12 @@ struct RuleFrameLayout: Sendable {
         level = []
         self.steps = flat
         self.rootCount = steps.count
-        self.typed = typed
-        self.missing = missing
+        self.typed = RuleTable(typed)
+        self.rawSlots = RuleTable(rawSlots)
         self.slotCount = layout.count
-        self.derived = layout.derived
+        let integers = Set(typed.filter { $0.field.isAlwaysInteger }.map(\.slot))
+        self.teardown = RuleTable((0..<layout.count).filter { !integers.contains($0) })
+        self.derived = RuleTable(layout.derived)
     }
 
     private static func insert(_ path: ArraySlice<String>, slot: Int, prefix: String, into steps: inout [FieldStep]) {
@@ -168,59 +192,53 @@ struct RuleFrameLayout: Sendable {
         }
     }
 
-    /// Fills a frame for `application` and runs `body` with it. The frame lives on the stack
-    /// and is torn down before this returns; `body` must not keep it.
+    /// Fills a frame for `request` and runs `body` with it. The frame lives on the stack and is
+    /// torn down before this returns; `body` must not keep it.
+    ///
+    /// Every slot is written exactly once (initialised, never assigned over a previous value):
+    /// a typed field or its "… is missing" fault, a field of `raw` (its fault first, replaced
+    /// when the walk finds it), then each derived value.
     func withFrame<R>(_ request: borrowing CheckoutRequest, today: Date, _ body: (RuleFrame) -> R) -> R {
-        // The closures below capture a pointer to the request, not the request: capturing the
-        // value would copy it (a retain and a release of each of its strings) on every decision.
-        withUnsafePointer(to: request) { request in
-            withUnsafeTemporaryAllocation(of: RuleValue.self, capacity: max(slotCount, 1)) { buffer in
-                withUnsafeTemporaryAllocation(of: Bool.self, capacity: max(slotCount, 1)) { filled in
-                    fill(request, today: CivilDay(today), slots: buffer.baseAddress!, filled: filled.baseAddress!, body)
-                }
-            }
-        }
-    }
-
-    private func fill<R>(
-        _ request: UnsafePointer<CheckoutRequest>, today: CivilDay, slots base: UnsafeMutablePointer<RuleValue>,
-        filled isFilled: UnsafeMutablePointer<Bool>, _ body: (RuleFrame) -> R
-    ) -> R {
         let count = slotCount
-        // Slots start as a trivial value (no reference to count); a field slot that the
-        // request does not fill gets its shared "… is missing" fault afterwards.
-        base.initialize(repeating: .boolean(false), count: count)
-        defer { base.deinitialize(count: count) }
-        isFilled.initialize(repeating: false, count: count)
-        typed.withUnsafeBufferPointer { typed in
+        return withUnsafeTemporaryAllocation(of: RuleValue.self, capacity: max(count, 1)) { buffer in
+            let base = buffer.baseAddress!
+            let typed = typed.items
             for t in typed.indices {
-                if let value = typed[t].field.value(in: request.pointee) {
-                    base[typed[t].slot] = value
-                    isFilled[typed[t].slot] = true
+                typed[t].field.initialize(base + typed[t].slot, from: request, missing: typed[t].missing)
+            }
+            let raw = rawSlots.items
+            if !raw.isEmpty {
+                for r in raw.indices { (base + raw[r].slot).initialize(to: .fault(raw[r].fault)) }
+                steps.withUnsafeBufferPointer { steps in
+                    Self.fill(steps, 0, rootCount, from: request.raw, into: base)
                 }
             }
-        }
-        if rootCount > 0 {
-            steps.withUnsafeBufferPointer { steps in
-                Self.fill(steps, 0, rootCount, from: request.pointee.raw, into: base, filled: isFilled)
-            }
-        }
-        missing.withUnsafeBufferPointer { missing in
-            for i in missing.indices where !isFilled[missing[i].slot] {
-                base[missing[i].slot] = .fault(missing[i].fault)
-            }
-        }
-        derived.withUnsafeBufferPointer { derived in
+            let day = CivilDay(today)
+            let derived = derived.items
             for d in derived.indices {
-                base[derived[d].slot] = RuleOperations.call(derived[d].function, base[derived[d].source], today: today)
+                (base + derived[d].slot).initialize(
+                    to: RuleOperations.call(derived[d].function, base[derived[d].source], today: day))
             }
+            defer {
+                // Only the slots that may hold a reference (an integer needs no teardown), one
+                // at a time: a whole-buffer deinitialize goes through the generic array destroy.
+                let teardown = teardown.items
+                for i in teardown.indices {
+                    let slot = base + teardown[i]
+                    // A number or a boolean holds no reference: nothing to tear down.
+                    switch slot.pointee {
+                    case .integer, .decimal, .boolean: continue
+                    default: slot.deinitialize(count: 1)
+                    }
+                }
+            }
+            return body(RuleFrame(slots: base, today: day))
         }
-        return body(RuleFrame(slots: base, today: today))
     }
 
     private static func fill(
         _ steps: UnsafeBufferPointer<FlatStep>, _ start: Int, _ count: Int, from json: JSONValue,
-        into base: UnsafeMutablePointer<RuleValue>, filled: UnsafeMutablePointer<Bool>
+        into base: UnsafeMutablePointer<RuleValue>
     ) {
         guard case .object(let fields) = json else { return }
         let end = start + count
@@ -229,7 +247,7 @@ struct RuleFrameLayout: Sendable {
         // `product` objects are small. Large objects are looked up.
         guard fields.count <= 32 else {
             for i in start..<end {
-                if let value = fields[steps[i].key] { take(steps, i, value, into: base, filled: filled) }
+                if let value = fields[steps[i].key] { take(steps, i, value, into: base) }
             }
             return
         }
@@ -237,7 +255,7 @@ struct RuleFrameLayout: Sendable {
         for (key, value) in fields {
             let length = key.utf8.count
             for i in start..<end where steps[i].length == length && steps[i].key == key {
-                take(steps, i, value, into: base, filled: filled)
+                take(steps, i, value, into: base)
                 remaining -= 1
                 break
             }
@@ -248,16 +266,33 @@ struct RuleFrameLayout: Sendable {
     @inline(__always)
     private static func take(
         _ steps: UnsafeBufferPointer<FlatStep>, _ i: Int, _ value: JSONValue,
-        into base: UnsafeMutablePointer<RuleValue>,
-        filled: UnsafeMutablePointer<Bool>
+        into base: UnsafeMutablePointer<RuleValue>
     ) {
         let slot = steps[i].slot
-        if slot >= 0 {
-            base[slot] = RuleValue(field: value, missing: steps[i].missing, path: steps[i].dotted)
-            filled[slot] = true
-        }
+        // Assigned over the slot's "… is missing" fault (set before the walk).
+        if slot >= 0 { base[slot] = RuleValue(field: value, missing: steps[i].missing, path: steps[i].dotted) }
         if steps[i].childCount > 0 {
-            fill(steps, steps[i].childStart, steps[i].childCount, from: value, into: base, filled: filled)
+            fill(steps, steps[i].childStart, steps[i].childCount, from: value, into: base)
         }
+    }
+}
+
+/// A table read on every evaluation, in memory of its own: read through `items` without
+/// retaining an array or entering a closure. Initialised in `init`, never written again, freed
+/// in `deinit`, so reading it from any thread while it lives is safe (`@unchecked Sendable`;
+/// the elements are `Sendable`).
+final class RuleTable<Element: Sendable>: @unchecked Sendable {
+    let items: UnsafeBufferPointer<Element>
+
+    init(_ elements: [Element]) {
+        let buffer = UnsafeMutablePointer<Element>.allocate(capacity: max(elements.count, 1))
+        buffer.initialize(from: elements, count: elements.count)
+        items = UnsafeBufferPointer(start: buffer, count: elements.count)
+    }
+
+    deinit {
+        let buffer = UnsafeMutablePointer(mutating: items.baseAddress!)
+        buffer.deinitialize(count: items.count)
+        buffer.deallocate()
     }
 }

@@ -200,20 +200,28 @@ enum RuleOperations {
     /// `lowercased()` with a fast path for ASCII text (nearly every field an application holds):
     /// already lower case is returned as is, otherwise the bytes are mapped without Unicode tables.
     static func lowercased(_ s: String) -> String {
-        var hasUpper = false
-        for c in s.utf8 {
-            if c >= 0x80 { return s.lowercased() }
-            if c >= 0x41 && c <= 0x5A { hasUpper = true }
-        }
-        guard hasUpper else { return s }
-        let count = s.utf8.count
-        return String(unsafeUninitializedCapacity: count) { buffer in
-            var i = 0
-            for c in s.utf8 {
-                buffer[i] = c >= 0x41 && c <= 0x5A ? c + 0x20 : c
-                i += 1
+        var s = s
+        var ascii = true
+        // `withUTF8` reads a small (inline) string in place: no allocation to scan it.
+        let lowered: String? = s.withUTF8 { u in
+            var hasUpper = false
+            for c in u {
+                if c >= 0x80 {
+                    ascii = false
+                    return nil
+                }
+                if c &- 0x41 < 26 { hasUpper = true }
             }
-            return count
+            guard hasUpper else { return nil }
+            return String(unsafeUninitializedCapacity: u.count) { out in
+                for i in 0..<u.count {
+                    let c = u[i]
+                    out[i] = c &- 0x41 < 26 ? c &+ 0x20 : c
+                }
+                return u.count
+            }
         }
+        if !ascii { return s.lowercased() }
+        return lowered ?? s
     }
 }

@@ -146,28 +146,27 @@ struct CivilDay: Sendable, Equatable {
     init?(parsing text: String) {
         guard text.utf8.count == 10 else { return nil }
         var copy = text
-        // `withUTF8` reads a small (inline) string in place; no allocation for 10 bytes.
-        let parsed: (Int, Int, Int)? = copy.withUTF8 { u in
-            guard u[4] == 0x2D, u[7] == 0x2D else { return nil }
-            var year = 0
-            var month = 0
-            var day = 0
+        // `withUTF8` reads a small (inline) string in place; no allocation for 10 bytes. The
+        // date is packed as yyyymmdd; -1 when the text is not of that shape.
+        let packed: Int = copy.withUTF8 { u in
+            guard u[4] == 0x2D, u[7] == 0x2D else { return -1 }
+            var value = 0
+            var bad: UInt8 = 0
             for i in 0..<10 where i != 4 && i != 7 {
-                let c = u[i]
-                guard c >= 0x30 && c <= 0x39 else { return nil }
-                let d = Int(c &- 0x30)
-                if i < 4 {
-                    year = year * 10 + d
-                } else if i < 7 {
-                    month = month * 10 + d
-                } else {
-                    day = day * 10 + d
-                }
+                let d = u[i] &- 0x30
+                bad |= d > 9 ? 1 : 0
+                value = value &* 10 &+ Int(d)
             }
-            return (year, month, day)
+            return bad == 0 ? value : -1
         }
-        guard let parsed, let date = CalendarDate(year: parsed.0, month: parsed.1, day: parsed.2) else { return nil }
-        self.init(year: date.year, month: date.month, day: date.day)
+        guard packed >= 0 else { return nil }
+        let year = packed / 10_000
+        let month = packed / 100 % 100
+        let day = packed % 100
+        guard year >= 1900, year <= 9999, month >= 1, month <= 12, day >= 1,
+            day <= CalendarDate.daysIn(year: year, month: month)
+        else { return nil }
+        self.init(year: year, month: month, day: day)
     }
 
     /// Whole years from `self` (a birth date) to `today`.

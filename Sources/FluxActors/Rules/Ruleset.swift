@@ -254,6 +254,9 @@ final class RuleProgram: Sendable {
         /// `[text]`, made once: the `failed` list of a lender that fails this condition alone
         /// (the most common exclusion) shares it instead of allocating.
         var alone: [String]
+        /// For a condition that compares an integer slot with integer constants (the commonest
+        /// shape): the check, run inline by `decide` without calling the node.
+        var range: IntegerRangeCheck
     }
 
     /// A lender as `decide` reads it; its conditions are `steps[start ..< end]`.
@@ -265,7 +268,15 @@ final class RuleProgram: Sendable {
         var end: Int
         var scoreText: String
         var score: Unmanaged<RuleNode>
+        /// For a lender of at most `maxSharedFailures` conditions, where its lists start in
+        /// `failedBySet` (-1 for a longer lender): the `failed` list for every set of its
+        /// conditions that are plain `false` is `failedBySet[failedBase + set]`, the set as a bit
+        /// mask (bit i: condition i). Made once: the usual exclusion then allocates nothing.
+        var failedBase: Int
     }
+
+    /// Lenders with more conditions build their `failed` lists per decision (2^n lists each).
+    static let maxSharedFailures = 6
 
     /// A ranked lender before sorting. A struct, not a tuple: a tuple's type metadata is looked
     /// up at run time on every temporary allocation.
@@ -277,26 +288,43 @@ final class RuleProgram: Sendable {
     let frame: RuleFrameLayout
     /// Owns every node that `steps` and `spans` refer to unmanaged.
     let lenders: [Lender]
-    private let steps: [Step]
-    private let spans: [Span]
+    private let steps: RuleTable<Step>
+    private let spans: RuleTable<Span>
+    /// The shared `failed` lists of every lender (see `Span.failedBase`).
+    private let failedBySet: RuleTable<[String]>
 
     init(frame: RuleFrameLayout, lenders: [Lender]) {
         self.frame = frame
         self.lenders = lenders
         var steps: [Step] = []
         var spans: [Span] = []
+        var failedBySet: [[String]] = []
         for lender in lenders {
             let start = steps.count
             for c in lender.conditions {
-                steps.append(Step(text: c.text, node: Unmanaged.passUnretained(c.code), alone: [c.text]))
+                steps.append(
+                    Step(
+                        text: c.text, node: Unmanaged.passUnretained(c.code), alone: [c.text],
+                        range: c.code.integerRange ?? .none))
+            }
+            var failedBase = -1
+            let n = lender.conditions.count
+            if n <= Self.maxSharedFailures {
+                failedBase = failedBySet.count
+                for set in 0..<(1 << n) {
+                    failedBySet.append(
+                        lender.conditions.indices.filter { set & (1 << $0) != 0 }.map { lender.conditions[$0].text })
+                }
             }
             spans.append(
                 Span(
                     id: lender.id, priority: lender.priority, start: start, end: steps.count,
-                    scoreText: lender.scoreText, score: Unmanaged.passUnretained(lender.score)))
+                    scoreText: lender.scoreText, score: Unmanaged.passUnretained(lender.score),
+                    failedBase: failedBase))
         }
-        self.steps = steps
-        self.spans = spans
+        self.steps = RuleTable(steps)
+        self.spans = RuleTable(spans)
+        self.failedBySet = RuleTable(failedBySet)
     }
 
     /// What a failed condition says in `excluded[].failed`: its text, plus the reason when it
@@ -312,52 +340,55 @@ final class RuleProgram: Sendable {
     func decide(
         _ request: borrowing CheckoutRequest, today: Date, version: Int, hasConnector: (String) -> Bool
     ) -> RuleDecision {
-        frame.withFrame(request, today: today) { frame in
-            steps.withUnsafeBufferPointer { steps in
-                spans.withUnsafeBufferPointer { lenders in
-                    withUnsafeTemporaryAllocation(of: Eligible.self, capacity: max(lenders.count, 1)) { eligible in
-                        Self.decide(
-                            frame, steps: steps, lenders: lenders, eligible: eligible, version: version,
-                            hasConnector: hasConnector)
-                    }
-                }
+        let steps = steps.items
+        let lenders = spans.items
+        let shared = failedBySet.items
+        return frame.withFrame(request, today: today) { frame in
+            withUnsafeTemporaryAllocation(of: Eligible.self, capacity: max(lenders.count, 1)) { eligible in
+                Self.decide(
+                    frame, steps: steps, lenders: lenders, shared: shared, eligible: eligible, version: version,
+                    hasConnector: hasConnector)
             }
         }
     }
 
     private static func decide(
         _ frame: RuleFrame, steps: UnsafeBufferPointer<Step>, lenders: UnsafeBufferPointer<Span>,
-        eligible: UnsafeMutableBufferPointer<Eligible>, version: Int, hasConnector: (String) -> Bool
+        shared: UnsafeBufferPointer<[String]>, eligible: UnsafeMutableBufferPointer<Eligible>, version: Int,
+        hasConnector: (String) -> Bool
     ) -> RuleDecision {
         var eligibleCount = 0
         var excluded: [ExcludedLender] = []
         for index in lenders.indices {
-            var failed: [String] = []
-            if !hasConnector(lenders[index].id) {
-                failed.reserveCapacity(lenders[index].end - lenders[index].start + 1)
-                failed.append("no connector descriptor")
-            }
-            // The only failure so far when it is a plain `false`, not yet in `failed`.
-            var sole = -1
+            let start = lenders[index].start
             let end = lenders[index].end
-            for c in lenders[index].start..<end {
-                let value = steps[c].node._withUnsafeGuaranteedRef { $0.run(frame) }
-                if case .boolean(true) = value { continue }
-                if failed.isEmpty {
-                    if sole < 0, case .boolean(false) = value {
-                        sole = c
+            // The usual path: a lender with a connector whose conditions each hold or are a
+            // plain `false`. Those that are `false` are kept as a bit mask (bit i: condition i);
+            // the first outcome of any other kind (a fault, a value that is not a boolean, a
+            // condition beyond the 64 the mask holds) hands over to `failures(from:)`, which
+            // lists everything the usual way.
+            var set: UInt64 = 0
+            let connected = hasConnector(lenders[index].id)
+            var other = connected ? -1 : start
+            if other < 0 {
+                for c in start..<end {
+                    let truth: RuleTruth
+                    let slot = steps[c].range.slot
+                    if slot >= 0, case .integer(let x) = frame.slots[slot] {
+                        truth = steps[c].range.test(x)
+                    } else {
+                        truth = steps[c].node._withUnsafeGuaranteedRef { $0.test(frame) }
+                    }
+                    if truth == .holds { continue }
+                    if truth == .fails && c - start < 64 {
+                        set |= 1 &<< UInt64(c - start)
                         continue
                     }
-                    failed.reserveCapacity(end - c + 1)
-                    if sole >= 0 {
-                        failed.append(steps[sole].text)
-                        sole = -1
-                    }
+                    other = c
+                    break
                 }
-                failed.append(RuleProgram.failure(steps[c].text, value))
             }
-            if sole >= 0 { failed = steps[sole].alone }
-            if failed.isEmpty {
+            if other < 0 && set == 0 {
                 switch lenders[index].score._withUnsafeGuaranteedRef({ $0.run(frame) }) {
                 case .integer(let i):
                     eligible[eligibleCount] = Eligible(score: Double(i), index: index)
@@ -367,12 +398,30 @@ final class RuleProgram: Sendable {
                     eligible[eligibleCount] = Eligible(score: d, index: index)
                     eligibleCount += 1
                     continue
-                case .fault(let f): failed.append("score \(lenders[index].scoreText) (\(f.reason))")
-                case let other:
-                    failed.append("score \(lenders[index].scoreText) (gave a \(other.typeName), not a number)")
+                case .fault(let f):
+                    excluded.append(
+                        ExcludedLender(
+                            lenderID: lenders[index].id, failed: ["score \(lenders[index].scoreText) (\(f.reason))"]))
+                case let value:
+                    excluded.append(
+                        ExcludedLender(
+                            lenderID: lenders[index].id,
+                            failed: ["score \(lenders[index].scoreText) (gave a \(value.typeName), not a number)"]))
                 }
+                continue
             }
             if excluded.isEmpty { excluded.reserveCapacity(lenders.count - index) }
+            let failed: [String]
+            if other >= 0 {
+                failed = Self.failures(
+                    frame, steps, start: start, end: end, plainFalse: set, from: other, connector: connected)
+            } else if lenders[index].failedBase >= 0 {
+                failed = shared[lenders[index].failedBase + Int(set)]
+            } else if set.nonzeroBitCount == 1 {
+                failed = steps[start + set.trailingZeroBitCount].alone
+            } else {
+                failed = Self.failures(steps, start, set)
+            }
             excluded.append(ExcludedLender(lenderID: lenders[index].id, failed: failed))
         }
         // Insertion sort: a handful of lenders, no allocation. Score descending, then priority
@@ -401,6 +450,42 @@ final class RuleProgram: Sendable {
             ranked.append(RankedLender(lenderID: lenders[eligible[i].index].id, score: eligible[i].score))
         }
         return RuleDecision(version: version, ranked: ranked, excluded: excluded)
+    }
+
+    /// A lender's `failed` list the general way, from condition `from` on: `no connector
+    /// descriptor` when it has none, the plain `false` conditions before `from` (`plainFalse`),
+    /// then every condition from `from` that does not hold, with the reason when it could not be
+    /// evaluated.
+    private static func failures(
+        _ frame: RuleFrame, _ steps: UnsafeBufferPointer<Step>, start: Int, end: Int, plainFalse: UInt64, from: Int,
+        connector: Bool
+    ) -> [String] {
+        var failed: [String] = []
+        failed.reserveCapacity(end - from + plainFalse.nonzeroBitCount + 1)
+        if !connector { failed.append("no connector descriptor") }
+        failed.append(contentsOf: failures(steps, start, plainFalse))
+        for c in from..<end {
+            switch steps[c].node._withUnsafeGuaranteedRef({ $0.test(frame) }) {
+            case .holds: continue
+            case .fails: failed.append(steps[c].text)
+            case .other:
+                let value = steps[c].node._withUnsafeGuaranteedRef { $0.run(frame) }
+                failed.append(RuleProgram.failure(steps[c].text, value))
+            }
+        }
+        return failed
+    }
+
+    /// The texts of the conditions in `set` (bit i: the lender's condition i), in order.
+    private static func failures(_ steps: UnsafeBufferPointer<Step>, _ start: Int, _ set: UInt64) -> [String] {
+        var failed: [String] = []
+        failed.reserveCapacity(set.nonzeroBitCount)
+        var rest = set
+        while rest != 0 {
+            failed.append(steps[start + rest.trailingZeroBitCount].text)
+            rest &= rest &- 1
+        }
+        return failed
     }
 }
 
