@@ -14,12 +14,21 @@ public final class SQLiteJournalStore: JournalStore, @unchecked Sendable {
     // exclusively from `queue` (a serial queue), inside `run`/`init`/`close`.
     private let queue: DispatchQueue
     private var connection: SQLiteConnection?
+    /// Checkpoints (copying WAL pages into the database file, and its fsync) run on a connection
+    /// of their own, so that they never hold up a commit. `checkpointer` and `checkpointTimer`
+    /// are read and written only on `checkpointQueue` (serial), like `connection` on `queue`.
+    private let checkpointQueue: DispatchQueue
+    private var checkpointer: SQLiteConnection?
+    private var checkpointTimer: DispatchSourceTimer?
     public let path: String
 
     /// SQLite's page cache of the connection, in KiB (SQLite's default is 2,000).
     static let cacheKiB = 65_536
-    /// WAL pages written between automatic checkpoints (SQLite's default is 1,000).
-    static let checkpointPages = 16_384
+    /// How often the checkpointer copies the WAL into the database file.
+    static let checkpointInterval = DispatchTimeInterval.milliseconds(250)
+    /// A safety net only: should the checkpointer fall behind, the writer checkpoints by itself
+    /// once the WAL holds this many pages (256 MiB; SQLite's default is 1,000 pages).
+    static let walLimitPages = 65_536
 
     /// The newest schema this build knows. Migrations are in `Self.migrations`, index = version - 1.
     static let schemaVersion = migrations.count
@@ -28,6 +37,7 @@ public final class SQLiteJournalStore: JournalStore, @unchecked Sendable {
     public init(path: String, busyTimeout: Duration = .seconds(5)) throws(JournalError) {
         self.path = path
         self.queue = DispatchQueue(label: "flux.journal.sqlite")
+        self.checkpointQueue = DispatchQueue(label: "flux.journal.sqlite.checkpoint")
         let opened: Result<SQLiteConnection, JournalError> = queue.sync {
             do throws(JournalError) {
                 return .success(try SQLiteConnection(path: path, busyTimeout: busyTimeout))
@@ -127,10 +137,9 @@ public final class SQLiteJournalStore: JournalStore, @unchecked Sendable {
             try connection.exec("PRAGMA synchronous = FULL")
             // Measured on the checkout path (Docs/journal.md "SQLite settings"): each commit dirties
             // index pages all over the file (stream names are hashes), so a larger page cache saves
-            // the re-reads, and a longer WAL between checkpoints copies a page that many commits
-            // touched to the database file once instead of once per checkpoint.
+            // the re-reads; checkpoints are the checkpointer's job (`startCheckpointer`).
             try connection.exec("PRAGMA cache_size = -\(Self.cacheKiB)")
-            try connection.exec("PRAGMA wal_autocheckpoint = \(Self.checkpointPages)")
+            try connection.exec("PRAGMA wal_autocheckpoint = \(Self.walLimitPages)")
             // BEGIN IMMEDIATE takes the write lock first: nodes starting together migrate one by one,
             // and each sees the version the previous one left.
             try Self.transaction(connection) { () throws(JournalError) in
@@ -150,6 +159,7 @@ public final class SQLiteJournalStore: JournalStore, @unchecked Sendable {
                 }
             }
         }
+        startCheckpointer()
     }
 
     // MARK: - Append
@@ -376,7 +386,34 @@ public final class SQLiteJournalStore: JournalStore, @unchecked Sendable {
         }
     }
 
+    /// Opens the checkpointer's connection and runs a passive checkpoint every
+    /// `checkpointInterval`: it copies what is committed while the writer goes on appending (WAL
+    /// mode lets both run), and it is a no-op when nothing new was committed.
+    private func startCheckpointer() {
+        checkpointQueue.sync {
+            guard checkpointTimer == nil,
+                let connection = try? SQLiteConnection(path: path, busyTimeout: .milliseconds(100))
+            else { return }
+            checkpointer = connection
+            let timer = DispatchSource.makeTimerSource(queue: checkpointQueue)
+            timer.schedule(deadline: .now() + Self.checkpointInterval, repeating: Self.checkpointInterval)
+            timer.setEventHandler { [weak self] in
+                guard let db = self?.checkpointer?.db else { return }
+                // Busy (another process checkpointing, say) is fine: the next tick tries again.
+                _ = sqlite3_wal_checkpoint_v2(db, nil, SQLITE_CHECKPOINT_PASSIVE, nil, nil)
+            }
+            checkpointTimer = timer
+            timer.resume()
+        }
+    }
+
     public func close() async {
+        checkpointQueue.sync {
+            checkpointTimer?.cancel()
+            checkpointTimer = nil
+            checkpointer?.close()
+            checkpointer = nil
+        }
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             queue.async {
                 self.connection?.close()
