@@ -67,8 +67,6 @@ let package = Package(
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
-                // Its event loops become Swift concurrency's global executor (FluxMain.swift).
-                .product(name: "NIOPosix", package: "swift-nio"),
                 // Forwarded requests run through the public router, whose context wants a channel.
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ]

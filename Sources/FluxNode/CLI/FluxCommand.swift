@@ -5,6 +5,7 @@ import Logging
 import Metrics
 import Prometheus
 
+@main
 struct FluxCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "flux-node",
