@@ -386,13 +386,22 @@ public final class SQLiteJournalStore: JournalStore, @unchecked Sendable {
         }
     }
 
+    deinit {
+        // A store dropped without `close()`: its timer must not go on firing. Cancelling a
+        // dispatch source is thread-safe, and nothing else can reach this object any more.
+        checkpointTimer?.cancel()
+    }
+
     /// Opens the checkpointer's connection and runs a passive checkpoint every
     /// `checkpointInterval`: it copies what is committed while the writer goes on appending (WAL
     /// mode lets both run), and it is a no-op when nothing new was committed.
     private func startCheckpointer() {
         checkpointQueue.sync {
             guard checkpointTimer == nil,
-                let connection = try? SQLiteConnection(path: path, busyTimeout: .milliseconds(100))
+                let connection = try? SQLiteConnection(path: path, busyTimeout: .milliseconds(100)),
+                // A connection learns that the file is in WAL mode when it first reads it; until
+                // then a checkpoint is a silent no-op (JournalSQLiteCheckpointTests caught this).
+                (try? connection.exec("PRAGMA journal_mode = WAL")) != nil
             else { return }
             checkpointer = connection
             let timer = DispatchSource.makeTimerSource(queue: checkpointQueue)
