@@ -73,19 +73,21 @@ struct PostgresBinaryArray {
     /// Appends UTF-8 text; PostgreSQL text cannot hold a NUL byte (`.corrupt`).
     mutating func append(_ value: String) throws(JournalError) {
         precondition(element == .text, "text into a \(element) array")
+        try Self.appendText(value, into: &bytes)
+        didAppend()
+    }
+
+    /// A text value in PostgreSQL's binary format (32-bit big-endian length, then UTF-8), as both
+    /// arrays and binary COPY rows carry it; text cannot hold a NUL byte (`.corrupt`).
+    static func appendText(_ value: String, into bytes: inout [UInt8]) throws(JournalError) {
         var value = value
         let ok = value.withUTF8 { utf8 -> Bool in
-            guard let base = utf8.baseAddress, !utf8.isEmpty else {
-                append32(0)
-                return true
-            }
-            guard memchr(base, 0, utf8.count) == nil else { return false }
-            append32(UInt32(utf8.count))
+            guard utf8.isEmpty || memchr(utf8.baseAddress!, 0, utf8.count) == nil else { return false }
+            withUnsafeBytes(of: UInt32(utf8.count).bigEndian) { bytes.append(contentsOf: $0) }
             bytes.append(contentsOf: utf8)
             return true
         }
         if !ok { throw .corrupt("journal event contains a NUL byte, which PostgreSQL cannot store") }
-        didAppend()
     }
 
     private mutating func didAppend() {

@@ -62,18 +62,7 @@ struct PostgresBinaryCopy {
     }
 
     private mutating func appendText(_ value: String) throws(JournalError) {
-        var value = value
-        let ok = value.withUTF8 { utf8 -> Bool in
-            guard let base = utf8.baseAddress, !utf8.isEmpty else {
-                append32(0)
-                return true
-            }
-            guard memchr(base, 0, utf8.count) == nil else { return false }
-            append32(UInt32(utf8.count))
-            rows.append(contentsOf: utf8)
-            return true
-        }
-        if !ok { throw .corrupt("journal event contains a NUL byte, which PostgreSQL cannot store") }
+        try PostgresBinaryArray.appendText(value, into: &rows)
     }
 
     private mutating func append16(_ v: UInt16) {
