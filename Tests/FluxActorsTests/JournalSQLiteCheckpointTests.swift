@@ -26,7 +26,7 @@ struct JournalSQLiteCheckpointTests {
             let result = try await store.append(events)
             #expect(result.refused.isEmpty)
         }
-        #expect(size(path + "-wal") > 1_000_000, "the events are in the WAL")
+        // (The checkpointer may already have run during the appends; the WAL size is not asserted.)
         // The checkpointer runs every 250 ms; give it a few ticks.
         let deadline = ContinuousClock.now + .seconds(5)
         while size(path) < before + 1_000_000, ContinuousClock.now < deadline {
