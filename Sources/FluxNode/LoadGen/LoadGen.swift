@@ -3,6 +3,7 @@ import Foundation
 import Hummingbird
 import Logging
 import NIOCore
+import NIOPosix
 
 /// What `flux-node loadgen` does: how many checkouts, how fast, against which nodes.
 public struct LoadGenOptions: Sendable, Equatable {
@@ -256,6 +257,18 @@ private actor LoadTally {
 /// schedule, whatever the replies do, and reports what came back.
 public func runLoadGen(options: LoadGenOptions, logger: Logger) async throws -> LoadReport {
     try options.validate()
+    if LoadEngine.handles(options) {
+        logger.info(
+            "loadgen starting",
+            metadata: [
+                "rate": "\(options.rate)", "duration_s": "\(options.durationSeconds)",
+                "requests": "\(Int((options.rate * options.durationSeconds).rounded()))",
+            ])
+        let engine = LoadEngine(
+            options: options, runID: loadRunID(seed: options.seed),
+            loop: MultiThreadedEventLoopGroup.singleton.next())
+        return try await engine.run()
+    }
     var config = HTTPClient.Configuration()
     config.connectionPool = .init(
         idleTimeout: .seconds(30), concurrentHTTP1ConnectionsPerHostSoftLimit: options.poolSize)
@@ -282,12 +295,7 @@ func runLoadGen(options: LoadGenOptions, client: HTTPClient, logger: Logger) asy
     let total = Int((options.rate * options.durationSeconds).rounded())
     let interval = 1.0 / options.rate
     let tally = LoadTally()
-    // Bodies follow the seed; ids and keys also carry the time and a random part, so two runs
-    // against the same cluster (a warm-up and a measurement, say) never share a key or customer.
-    let runID =
-        String(options.seed % 0xFFFF_FFFF, radix: 36) + "-" + String(UInt64(Date().timeIntervalSince1970), radix: 36)
-        + String(UInt16.random(in: .min ... .max), radix: 36)
-    var generator = CheckoutBodyGenerator(seed: options.seed, runID: runID)
+    var generator = CheckoutBodyGenerator(seed: options.seed, runID: loadRunID(seed: options.seed))
     let urls = options.targets.map { $0.absoluteString.trimmingSuffix("/") + "/v1/applications" }
     let timeout = TimeAmount.nanoseconds(Int64((Double(options.waitSeconds) + options.timeoutSeconds) * 1e9))
     let clock = ContinuousClock()
@@ -341,6 +349,13 @@ func runLoadGen(options: LoadGenOptions, client: HTTPClient, logger: Logger) asy
         brokenReplies: await tally.brokenReplies, byHTTPStatus: await tally.byHTTPStatus,
         byApplicationStatus: await tally.byApplicationStatus, elapsedSeconds: seconds(end - start),
         latency: await tally.latency, sendLag: await tally.sendLag, connectionsPerTarget: options.poolSize)
+}
+
+/// Bodies follow the seed; ids and keys also carry the time and a random part, so two runs
+/// against the same cluster (a warm-up and a measurement, say) never share a key or customer.
+func loadRunID(seed: UInt64) -> String {
+    String(seed % 0xFFFF_FFFF, radix: 36) + "-" + String(UInt64(Date().timeIntervalSince1970), radix: 36)
+        + String(UInt16.random(in: .min ... .max), radix: 36)
 }
 
 /// The `status` field of an application view, if the body is one.
