@@ -94,6 +94,7 @@ let package = Package(
             name: "FluxNodeTests",
             dependencies: [
                 "FluxNode", "FluxActors",
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

@@ -117,7 +117,7 @@ final class LenderAccess: Sendable {
         let directory: LenderDirectory
         do throws(DescriptorError) {
             directory = try LenderDirectory(
-                descriptors: descriptors, transport: AsyncHTTPClientTransport(),
+                descriptors: descriptors, transport: NIOHTTPTransport(),
                 compileCondition: { text throws in
                     let condition = try Condition.compile(text)
                     return { request, today in condition.holds(for: request, today: today) }
