@@ -79,6 +79,11 @@ struct BenchCommand: AsyncParsableCommand {
                 format:
                     "journal:    PostgreSQL raw COPY of the same rows %6.0f events/s (1024 per COPY and commit); journal at batch 1024 = %.0f %% of it  [target ≥ 40 %%]",
                 f.rawCopyEventsPerSecond, f.ratio * 100))
+        print(
+            String(
+                format:
+                    "journal:    PostgreSQL raw COPY of the same rows on %d connections at once %6.0f events/s (each 1024-row batch split by shard as the journal's %d writer lanes split it); journal at batch 1024 = %.0f %% of it",
+                f.lanes, f.rawCopyLanesEventsPerSecond, f.lanes, f.lanesRatio * 100))
         func ms(_ d: Duration) -> Double {
             let (s, atto) = d.components
             return Double(s) * 1000 + Double(atto) / 1e15
