@@ -189,7 +189,7 @@ struct JournalPostgresTests {
                 streams.map { journalEvent($0.name, seq, shard: $0.shard) }
             }
             #expect(try await store.append(interleaved).refused.isEmpty)
-            let consecutive = streams.flatMap { stream in
+            let consecutive: [JournalEvent] = streams.flatMap { stream -> [JournalEvent] in
                 (Int64(5)...8).map {
                     journalEvent(stream.name, $0, shard: stream.shard, closes: $0 == 8 && stream.shard < 6)
                 }
