@@ -14,7 +14,7 @@ struct JournalPostgresTests {
     /// can kill exactly them.
     func withStore(
         readers: Int = 2, lanes: Int = PostgresJournalStore.defaultLanes,
-        copyThreshold: Int = PostgresJournalStore.defaultCopyThreshold,
+        copyThreshold: Int = PostgresJournalStore.defaultCopyThreshold, splitThreshold: Int = 1,
         _ body: (PostgresJournalStore, _ applicationName: String) async throws -> Void
     ) async throws {
         let tag = UUID().uuidString.prefix(8).lowercased()
@@ -22,7 +22,7 @@ struct JournalPostgresTests {
         let applicationName = "flux_test_\(tag)"
         let store = try PostgresJournalStore(
             conninfo: conninfo + " application_name=\(applicationName)", schema: schema, readers: readers,
-            lanes: lanes, copyThreshold: copyThreshold)
+            lanes: lanes, copyThreshold: copyThreshold, splitThreshold: splitThreshold)
         do {
             try await store.prepare()
             try await body(store, applicationName)
@@ -297,7 +297,8 @@ struct JournalPostgresTests {
     func twoWritersWithLanesFightingOverTwoShards(copyThreshold: Int) async throws {
         try await withStore(lanes: 2, copyThreshold: copyThreshold) { first, _ in
             let second = try PostgresJournalStore(
-                conninfo: conninfo, schema: first.schema, readers: 1, lanes: 3, copyThreshold: copyThreshold)
+                conninfo: conninfo, schema: first.schema, readers: 1, lanes: 3, copyThreshold: copyThreshold,
+                splitThreshold: 1)
             defer { Task { await second.close() } }
             var winners: [Int: (tag: String, epoch: Int64)] = [:]
             var epochs: [String: [Int: Int64]] = ["a": [:], "b": [:]]

@@ -18,6 +18,10 @@ struct BenchCommand: AsyncParsableCommand {
         name: .customLong("postgres"),
         help: "PostgreSQL conninfo for the journal's PostgreSQL figures (`make bench` passes its private instance).")
     var postgres: String?
+    @Option(
+        name: .customLong("journal-lanes"),
+        help: "Writer lanes (parallel connections) of the PostgreSQL journal under test.")
+    var journalLanes: Int = PostgresJournalStore.defaultLanes
 
     func run() async throws {
         let logger = Logs.bootstrap(label: "flux.bench")
@@ -68,7 +72,7 @@ struct BenchCommand: AsyncParsableCommand {
             )
             return
         }
-        let f = try await runPostgresJournalBenchmarks(conninfo: postgres)
+        let f = try await runPostgresJournalBenchmarks(conninfo: postgres, lanes: max(1, journalLanes))
         for d in f.durable {
             print(
                 String(format: "journal:    PostgreSQL %6.0f durable events/s at batch %d", d.eventsPerSecond, d.batch)
