@@ -259,10 +259,11 @@ struct JournalPostgresTests {
             }
 
             let batch = journalEvents("even", 1...3, shard: 0) + journalEvents("odd", 1...3, shard: 1)
-            let attempt = Task { try await store.append(batch) }
-            try await failLaneOne {}
+            // Started once shard 1's lock is held, so that lane 1 cannot commit first.
+            var attempt: Task<AppendResult, any Error>?
+            try await failLaneOne { attempt = Task { try await store.append(batch) } }
             do {
-                _ = try await attempt.value
+                _ = try await attempt!.value
                 Issue.record("the batch succeeded although lane 1 lost its connection")
             } catch let error as JournalError {
                 guard case .unavailable = error else { throw error }
