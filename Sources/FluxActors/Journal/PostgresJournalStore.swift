@@ -167,15 +167,14 @@ public final class PostgresJournalStore: JournalStore, @unchecked Sendable {
     /// order) — the same `JournalError` one writer would throw — after every lane has finished;
     /// the parts of the lanes that committed are durable, so a caller that retries the batch
     /// finds their streams stored already (`EventJournal` treats identical stored events as
-    /// written: see "Lanes" in Docs/journal-postgres.md).
+    /// written: see "Writer lanes" in Docs/journal-postgres.md). A batch under `splitThreshold` goes whole to the first lane.
     public func append(_ events: [JournalEvent]) async throws(JournalError) -> AppendResult {
         if events.isEmpty { return AppendResult() }
         if events.count < splitThreshold || lanes.count == 1 {
-            // Whole, on the lane of its first event's shard: one commit instead of several
-            // smaller ones. Correct on any lane — a transaction checks its own shards — and
-            // kept deterministic so that consecutive small batches of a shard queue in order.
-            let lane = (events[0].shard % lanes.count + lanes.count) % lanes.count
-            return try await append(events, lane: lane)
+            // Whole, on the first lane: one commit instead of several smaller ones, on the same
+            // connection every time — exactly the single-writer path. Correct on any lane: a
+            // transaction checks and locks its own shards.
+            return try await append(events, lane: 0)
         }
         let parts = Self.lanePartition(events, lanes: lanes.count)
         if parts.count == 1 { return try await append(parts[0].events, lane: parts[0].lane) }
