@@ -167,7 +167,8 @@ public final class PostgresJournalStore: JournalStore, @unchecked Sendable {
     /// order) — the same `JournalError` one writer would throw — after every lane has finished;
     /// the parts of the lanes that committed are durable, so a caller that retries the batch
     /// finds their streams stored already (`EventJournal` treats identical stored events as
-    /// written: see "Writer lanes" in Docs/journal-postgres.md). A batch under `splitThreshold` goes whole to the first lane.
+    /// written: see "Writer lanes" in Docs/journal-postgres.md). A batch under `splitThreshold`
+    /// goes whole to the first lane.
     public func append(_ events: [JournalEvent]) async throws(JournalError) -> AppendResult {
         if events.isEmpty { return AppendResult() }
         if events.count < splitThreshold || lanes.count == 1 {
