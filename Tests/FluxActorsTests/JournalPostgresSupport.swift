@@ -11,7 +11,8 @@ let testPostgresConninfo: String? = {
 }()
 
 extension JournalStoreKind {
-    /// PostgreSQL on `conninfo`, each fixture in a fresh schema that cleanup drops. `copyThreshold`:
+    /// PostgreSQL on `conninfo`, each fixture in a fresh schema that cleanup drops; every batch is
+    /// split over the default lanes (`splitThreshold` 1). `copyThreshold`:
     /// the smallest batch the store appends with COPY (1: every batch; `Int.max`: none, every
     /// batch takes the exact path).
     static func postgres(_ conninfo: String, copyThreshold: Int, name: String) -> JournalStoreKind {
@@ -19,7 +20,7 @@ extension JournalStoreKind {
             let schema = "flux_test_\(UUID().uuidString.prefix(8).lowercased())"
             let open: @Sendable () async throws -> any JournalStore = {
                 let store = try PostgresJournalStore(
-                    conninfo: conninfo, schema: schema, readers: 2, copyThreshold: copyThreshold)
+                    conninfo: conninfo, schema: schema, readers: 2, copyThreshold: copyThreshold, splitThreshold: 1)
                 try await store.prepare()
                 return store
             }

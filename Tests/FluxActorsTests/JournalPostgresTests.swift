@@ -13,7 +13,8 @@ struct JournalPostgresTests {
     /// A store in a fresh schema whose connections carry their own application name, so a test
     /// can kill exactly them.
     func withStore(
-        readers: Int = 2, copyThreshold: Int = PostgresJournalStore.defaultCopyThreshold,
+        readers: Int = 2, lanes: Int = PostgresJournalStore.defaultLanes,
+        copyThreshold: Int = PostgresJournalStore.defaultCopyThreshold, splitThreshold: Int = 1,
         _ body: (PostgresJournalStore, _ applicationName: String) async throws -> Void
     ) async throws {
         let tag = UUID().uuidString.prefix(8).lowercased()
@@ -21,7 +22,7 @@ struct JournalPostgresTests {
         let applicationName = "flux_test_\(tag)"
         let store = try PostgresJournalStore(
             conninfo: conninfo + " application_name=\(applicationName)", schema: schema, readers: readers,
-            copyThreshold: copyThreshold)
+            lanes: lanes, copyThreshold: copyThreshold, splitThreshold: splitThreshold)
         do {
             try await store.prepare()
             try await body(store, applicationName)
@@ -165,6 +166,182 @@ struct JournalPostgresTests {
             #expect(written == accepted)
             #expect(try await store.shardOwnerships() == [ShardOwnership(shard: 5, owner: "n2", epoch: epoch + 2)])
             for other in writers.dropFirst() { await other.close() }
+        }
+    }
+
+    // MARK: - Writer lanes
+
+    /// One query's single value, on a fresh connection (test plumbing).
+    func queryInt(_ sql: String) throws -> Int64 {
+        let connection = try PostgresConnection(conninfo: conninfo)
+        defer { connection.close() }
+        return try connection.exec(sql).int64(0, 0)
+    }
+
+    /// A batch over twelve shards, so over all three lanes, with its streams' events interleaved
+    /// (exact path) or consecutive (COPY path when the lane's part is big enough): every stream
+    /// is written whole, in order, and the next batch continues every one of them gap-free.
+    @Test(arguments: [Int.max, 1])
+    func aBatchAcrossLanesIsWrittenWholeAndInOrder(copyThreshold: Int) async throws {
+        try await withStore(lanes: 3, copyThreshold: copyThreshold) { store, _ in
+            let streams = (0..<12).map { (name: "lane-\($0)", shard: $0) }
+            let interleaved = (Int64(1)...4).flatMap { seq in
+                streams.map { journalEvent($0.name, seq, shard: $0.shard) }
+            }
+            #expect(try await store.append(interleaved).refused.isEmpty)
+            let consecutive: [JournalEvent] = streams.flatMap { stream -> [JournalEvent] in
+                (Int64(5)...8).map {
+                    journalEvent(stream.name, $0, shard: stream.shard, closes: $0 == 8 && stream.shard < 6)
+                }
+            }
+            #expect(try await store.append(consecutive).refused.isEmpty)
+            for stream in streams {
+                let events = try await store.read(stream: stream.name, afterSeq: 0)
+                #expect(events.map(\.seq) == Array(1...8))
+                #expect(events.allSatisfy { $0.shard == stream.shard })
+            }
+            #expect(
+                try await store.openStreams(shards: Array(0..<12), prefix: "lane-")
+                    == (6..<12).map { "lane-\($0)" }.sorted())
+            // A duplicate in one lane is refused alone; the other lanes' streams go on.
+            let mixed =
+                [journalEvent("lane-0", 8, shard: 0)]
+                + streams.dropFirst().map { journalEvent($0.name, 9, shard: $0.shard) }
+            #expect(try await store.append(mixed).refused == ["lane-0": .sequenceConflict(expected: 9, got: 8)])
+            #expect(try await store.read(stream: "lane-1", afterSeq: 8).map(\.seq) == [9])
+        }
+    }
+
+    /// A stale epoch in one lane refuses only the streams of that shard: the other streams of
+    /// the same lane and of the other lane are written.
+    @Test(arguments: [Int.max, 1])
+    func aStaleEpochInOneLaneRefusesOnlyThatShard(copyThreshold: Int) async throws {
+        try await withStore(lanes: 2, copyThreshold: copyThreshold) { store, _ in
+            #expect(try await store.acquireShard(3, owner: "n2") == 1)
+            let batch = (0..<6).flatMap { shard in journalEvents("s-\(shard)", 1...3, shard: shard, epoch: 0) }
+            let result = try await store.append(batch)
+            #expect(result.refused == ["s-3": .fenced(writerEpoch: 0, currentEpoch: 1)])
+            for shard in 0..<6 {
+                let events = try await store.read(stream: "s-\(shard)", afterSeq: 0)
+                #expect(events.map(\.seq) == (shard == 3 ? [] : [1, 2, 3]))
+            }
+        }
+    }
+
+    /// The lane of shard 1 loses its connection while the lane of shard 0 commits: `append`
+    /// fails as `.unavailable`, as one writer would, and shard 0's part is durable. A plain
+    /// retry of the store finds shard 0's stream stored (a duplicate); the write-behind journal's
+    /// retry must take it as written, not refuse it.
+    @Test(arguments: [Int.max, 1])
+    func aLaneThatLosesItsConnectionFailsTheBatchAndTheRetryIsNotARefusal(copyThreshold: Int) async throws {
+        try await withStore(lanes: 2, copyThreshold: copyThreshold) { store, applicationName in
+            let blocker = try PostgresJournalStore(conninfo: conninfo, schema: store.schema, readers: 1, lanes: 1)
+            defer { Task { await blocker.close() } }
+            let lock = "\(PostgresJournalSchema.shardLockClass), 1"
+            /// Holds shard 1's lock so that lane 1 waits for it, then kills lane 1's backend.
+            func failLaneOne(while running: () async throws -> Void) async throws {
+                try await blocker.execute("SELECT pg_advisory_lock(\(lock))")
+                try await running()
+                let waiting = """
+                    SELECT count(*) FROM pg_stat_activity
+                    WHERE application_name = '\(applicationName)' AND wait_event_type = 'Lock' AND wait_event = 'advisory'
+                    """
+                await JournalWriteBehindTests.eventually("lane 1 waiting for shard 1") {
+                    (try? queryInt(waiting)) == 1
+                }
+                #expect(
+                    try queryInt(
+                        """
+                        SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity
+                        WHERE application_name = '\(applicationName)' AND wait_event_type = 'Lock'
+                        """) == 1)
+                try await blocker.execute("SELECT pg_advisory_unlock(\(lock))")
+            }
+
+            let batch = journalEvents("even", 1...3, shard: 0) + journalEvents("odd", 1...3, shard: 1)
+            // Started once shard 1's lock is held, so that lane 1 cannot commit first.
+            var attempt: Task<AppendResult, any Error>?
+            try await failLaneOne { attempt = Task { try await store.append(batch) } }
+            do {
+                _ = try await attempt!.value
+                Issue.record("the batch succeeded although lane 1 lost its connection")
+            } catch let error as JournalError {
+                guard case .unavailable = error else { throw error }
+            }
+            #expect(try await store.read(stream: "even", afterSeq: 0) == journalEvents("even", 1...3, shard: 0))
+            #expect(try await store.read(stream: "odd", afterSeq: 0) == [])
+            // The store alone: the committed stream is a duplicate now, the other one is written.
+            #expect(try await store.append(batch).refused == ["even": .sequenceConflict(expected: 4, got: 1)])
+            #expect(try await store.read(stream: "odd", afterSeq: 0) == journalEvents("odd", 1...3, shard: 1))
+
+            // Through the write-behind journal: the retry after the partial commit refuses nothing.
+            let journal = EventJournal(
+                store: store, batchSize: 1024, flushInterval: .milliseconds(1),
+                logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }),
+                retryDelay: .milliseconds(5))
+            await journal.start()
+            let next = journalEvents("even", 4...6, shard: 0) + journalEvents("odd", 4...6, shard: 1)
+            try await failLaneOne { try await journal.append(next) }
+            try await journal.awaitDurable(stream: "even", upTo: 6)
+            try await journal.awaitDurable(stream: "odd", upTo: 6)
+            try await journal.append(journalEvents("even", 7...7, shard: 0) + journalEvents("odd", 7...7, shard: 1))
+            try await journal.flush()
+            await journal.shutdown()
+            #expect(try await store.read(stream: "even", afterSeq: 0) == journalEvents("even", 1...7, shard: 0))
+            #expect(try await store.read(stream: "odd", afterSeq: 0) == journalEvents("odd", 1...7, shard: 1))
+        }
+    }
+
+    /// Two stores with different lane counts fight over two shards at once, with batches that
+    /// span both: each shard ends up with exactly its winner's events, every stream gap-free.
+    @Test(arguments: [Int.max, 1])
+    func twoWritersWithLanesFightingOverTwoShards(copyThreshold: Int) async throws {
+        try await withStore(lanes: 2, copyThreshold: copyThreshold) { first, _ in
+            let second = try PostgresJournalStore(
+                conninfo: conninfo, schema: first.schema, readers: 1, lanes: 3, copyThreshold: copyThreshold,
+                splitThreshold: 1)
+            defer { Task { await second.close() } }
+            var winners: [Int: (tag: String, epoch: Int64)] = [:]
+            var epochs: [String: [Int: Int64]] = ["a": [:], "b": [:]]
+            for shard in [42, 43] {
+                async let epochA = first.acquireShard(shard, owner: "a")
+                async let epochB = second.acquireShard(shard, owner: "b")
+                let (a, b) = try await (epochA, epochB)
+                #expect(Set([a, b]) == [1, 2])
+                epochs["a"]![shard] = a
+                epochs["b"]![shard] = b
+                winners[shard] = a > b ? ("a", a) : ("b", b)
+            }
+            let streams = (0..<40).map { (name: "app-\($0)", shard: 42 + $0 % 2) }
+            let allEpochs = epochs
+            @Sendable func write(_ store: PostgresJournalStore, tag: String) async throws -> [String: AppendRefusal] {
+                var refused: [String: AppendRefusal] = [:]
+                for chunk in stride(from: 0, to: streams.count, by: 8) {
+                    var batch: [JournalEvent] = []
+                    for stream in streams[chunk..<(chunk + 8)] {
+                        for seq: Int64 in 1...3 {
+                            batch.append(
+                                journalEvent(
+                                    stream.name, seq, shard: stream.shard, epoch: allEpochs[tag]![stream.shard]!,
+                                    data: #"{"by":"\#(tag)"}"#))
+                        }
+                    }
+                    refused.merge(try await store.append(batch).refused) { $1 }
+                }
+                return refused
+            }
+            async let refusedA = write(first, tag: "a")
+            async let refusedB = write(second, tag: "b")
+            let refused = try await ["a": refusedA, "b": refusedB]
+            for stream in streams {
+                let winner = winners[stream.shard]!
+                let loser = winner.tag == "a" ? "b" : "a"
+                #expect(refused[winner.tag]![stream.name] == nil)
+                #expect(refused[loser]![stream.name] != nil)
+                let events = try await first.read(stream: stream.name, afterSeq: 0)
+                #expect(events.map(\.seq) == [1, 2, 3])
+                #expect(events.allSatisfy { $0.data == #"{"by":"\#(winner.tag)"}"# && $0.writerEpoch == 2 })
+            }
         }
     }
 
@@ -352,6 +529,23 @@ struct JournalPostgresConninfoTests {
             guard let error = error as? JournalError, case .invalidConfiguration = error else { return false }
             return true
         }
+    }
+
+    /// Lanes by `shard % lanes`, batch order kept in each lane, a stream never split (its lane
+    /// is its first event's), negative shards in range, empty lanes left out.
+    @Test func lanePartitionKeepsStreamsWholeAndInOrder() {
+        let events = [
+            journalEvent("a", 1, shard: 0), journalEvent("b", 1, shard: 1), journalEvent("a", 2, shard: 0),
+            journalEvent("c", 1, shard: -1), journalEvent("b", 2, shard: 4), journalEvent("d", 1, shard: 3),
+        ]
+        let parts = PostgresJournalStore.lanePartition(events, lanes: 2)
+        #expect(parts.map(\.lane) == [0, 1])
+        #expect(parts[0].events.map { "\($0.stream)\($0.seq)" } == ["a1", "a2"])
+        #expect(parts[1].events.map { "\($0.stream)\($0.seq)" } == ["b1", "c1", "b2", "d1"])
+        #expect(PostgresJournalStore.lanePartition(events, lanes: 1).map(\.events) == [events])
+        let four = PostgresJournalStore.lanePartition(events, lanes: 4)
+        #expect(four.map(\.lane) == [0, 1, 3])
+        #expect(four.flatMap(\.events).count == events.count)
     }
 
     @Test func binaryCopyRowsHaveTheWireLayout() throws {

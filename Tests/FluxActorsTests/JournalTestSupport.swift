@@ -85,6 +85,7 @@ final class FlakyJournalStore: JournalStore, @unchecked Sendable {
     private let inner: any JournalStore
     private let lock = NSLock()
     private var _failuresLeft = 0
+    private var _answersToLose = 0
     private var _failForever = false
     private var _batches: [[JournalEvent]] = []
     private var _attempts = 0
@@ -94,6 +95,9 @@ final class FlakyJournalStore: JournalStore, @unchecked Sendable {
     /// The next `count` appends fail.
     func failNext(_ count: Int) { lock.withLock { _failuresLeft = count } }
     func setFailing(_ failing: Bool) { lock.withLock { _failForever = failing } }
+    /// The next `count` appends reach the inner store (and are written there), then fail with
+    /// `.unavailable`, as when a commit's answer is lost.
+    func loseNextAnswers(_ count: Int) { lock.withLock { _answersToLose = count } }
     var batches: [[JournalEvent]] { lock.withLock { _batches } }
     var attempts: Int { lock.withLock { _attempts } }
 
@@ -113,7 +117,15 @@ final class FlakyJournalStore: JournalStore, @unchecked Sendable {
     func append(_ events: [JournalEvent]) async throws(JournalError) -> AppendResult {
         if shouldFail() { throw .unavailable("injected failure") }
         let result = try await inner.append(events)
-        lock.withLock { _batches.append(events) }
+        let lose = lock.withLock {
+            _batches.append(events)
+            if _answersToLose > 0 {
+                _answersToLose -= 1
+                return true
+            }
+            return false
+        }
+        if lose { throw .unavailable("injected lost answer") }
         return result
     }
     func read(stream: String, afterSeq: Int64) async throws(JournalError) -> [JournalEvent] {

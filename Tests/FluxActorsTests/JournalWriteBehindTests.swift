@@ -181,6 +181,29 @@ struct JournalWriteBehindTests {
         }
     }
 
+    /// A batch that was written but whose answer was lost is retried: the retry finds its
+    /// streams stored exactly as sent and takes them as written — no refusal, no stopped writer —
+    /// while a stream whose stored events differ is still refused.
+    @Test func aRetryAfterALostAnswerIsNotARefusal() async throws {
+        try await Self.withJournal { journal, flaky, fixture in
+            _ = try await fixture.store.append([journalEvent("taken", 1, data: #"{"by":"other"}"#)])
+            flaky.loseNextAnswers(1)
+            try await journal.append(journalEvents("a", 1...3) + journalEvents("b", 1...2))
+            try await journal.append([journalEvent("taken", 1)])
+            try await journal.flush()
+            #expect(flaky.attempts == 2)
+            try await journal.awaitDurable(stream: "a", upTo: 3)
+            try await journal.awaitDurable(stream: "b", upTo: 2)
+            await #expect(throws: JournalError.refused(stream: "taken", .sequenceConflict(expected: 2, got: 1))) {
+                try await journal.awaitDurable(stream: "taken", upTo: 1)
+            }
+            try await journal.append(journalEvents("a", 4...4))
+            try await journal.flush()
+            #expect(try await fixture.store.read(stream: "a", afterSeq: 0) == journalEvents("a", 1...4))
+            #expect(try await fixture.store.read(stream: "b", afterSeq: 0) == journalEvents("b", 1...2))
+        }
+    }
+
     @Test func readReturnsDurableThenBufferedEvents() async throws {
         try await Self.withJournal { journal, _, fixture in
             try await journal.append(journalEvents("a", 1...2))

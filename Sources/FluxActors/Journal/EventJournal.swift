@@ -10,7 +10,10 @@ import Synchronization
 /// - Back-pressure: at most `capacity` events are buffered (waiting or being written); `append`
 ///   beyond that throws `.overloaded` and the caller must not take new work.
 /// - Store failures: the batch is kept and retried with capped exponential backoff; `isAvailable`
-///   is false meanwhile; the journal resumes by itself when the store answers again. No appended
+///   is false meanwhile; the journal resumes by itself when the store answers again. A failed
+///   attempt may have written some streams (a lost answer, a PostgreSQL lane that committed): on
+///   the retry, a stream whose events are found stored exactly as sent counts as written, not
+///   refused (`withoutWrittenBefore`). No appended
 ///   event is dropped silently: it is written, refused (its waiters are told), or — only when the
 ///   journal is shut down while the store is failing — reported lost in the log and to its waiters.
 /// - Refusal (the single-writer rule, principle 2): when the store refuses a stream, every waiter
@@ -400,18 +403,25 @@ public actor EventJournal {
     /// and the store still fails (the batch stays in `inFlight`).
     private func write(_ batch: [JournalEvent]) async -> Bool {
         var delay = firstRetryDelay
+        // After a failed attempt some of the batch's streams may be stored already (the commit's
+        // answer was lost; a PostgreSQL lane committed while another failed): the retry then
+        // finds them as duplicates, which must not refuse — and stop — their writers.
+        var retrying = false
         while true {
             let started = clock.now
             do throws(JournalError) {
                 let result = try await store.append(batch)
+                var refused = result.refused
+                if retrying, !refused.isEmpty { refused = try await withoutWrittenBefore(batch, refused) }
                 flushTimer.recordNanoseconds(nanoseconds(clock.now - started))
                 if !storeHealthy {
                     storeHealthy = true
                     logger.notice("journal store is writable again", metadata: ["buffered": "\(bufferedCount)"])
                 }
-                settle(written: batch, refused: result.refused)
+                settle(written: batch, refused: refused)
                 return true
             } catch {
+                retrying = true
                 if storeHealthy {
                     logger.error(
                         "journal store write failed; keeping the events and retrying",
@@ -424,6 +434,42 @@ public actor EventJournal {
                 delay = min(delay * 2, maxRetryDelay)
             }
         }
+    }
+
+    /// `refused` without the streams whose events of `batch` are all stored already, exactly as
+    /// in the batch (same shard, seq, type, data, epoch, time to the microsecond, closing flag):
+    /// an earlier attempt of this very batch wrote them, so they are durable, not refused. Only
+    /// sequence conflicts that point before the batch's first event (stored tail ≥ it) qualify;
+    /// a fenced stream stays refused (its shard moved on: its writer must stop either way).
+    /// Throws when the store cannot be read; the caller then retries the whole batch.
+    private func withoutWrittenBefore(
+        _ batch: [JournalEvent], _ refused: [String: AppendRefusal]
+    ) async throws(JournalError) -> [String: AppendRefusal] {
+        var remaining = refused
+        var confirmed = 0
+        for (stream, refusal) in refused {
+            guard case .sequenceConflict(let expected, let got) = refusal, got < expected else { continue }
+            let mine = batch.filter { $0.stream == stream }
+            guard let first = mine.first else { continue }
+            let stored = try await store.read(stream: stream, afterSeq: first.seq - 1)
+            if stored.count >= mine.count, zip(mine, stored).allSatisfy({ Self.sameStoredEvent($0, $1) }) {
+                remaining[stream] = nil
+                confirmed += 1
+            }
+        }
+        if confirmed > 0 {
+            logger.notice(
+                "journal retry found streams written by the attempt that failed; they are durable",
+                metadata: ["streams": "\(confirmed)"])
+        }
+        return remaining
+    }
+
+    /// The same event as the journal stores it (times have microsecond precision).
+    static func sameStoredEvent(_ a: JournalEvent, _ b: JournalEvent) -> Bool {
+        a.stream == b.stream && a.seq == b.seq && a.shard == b.shard && a.type == b.type && a.data == b.data
+            && a.writerEpoch == b.writerEpoch && a.closesStream == b.closesStream
+            && JournalTime.microseconds(a.at) == JournalTime.microseconds(b.at)
     }
 
     /// Applies a finished batch: marks refusals, advances durability, resumes waiters together.

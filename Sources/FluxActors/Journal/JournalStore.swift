@@ -96,6 +96,10 @@ public protocol JournalStore: Sendable {
     /// Creates or migrates the schema (idempotent; safe when several nodes start at once).
     func prepare() async throws(JournalError)
     /// Writes a batch atomically per stream (group commit). Events of one stream are in seq order.
+    /// When it throws, each stream of the batch is either written whole or not at all, but which
+    /// ones were written is unknown (a commit whose answer was lost; PostgreSQL's writer lanes,
+    /// one of which committed while another failed): a caller that retries the batch finds the
+    /// written streams as duplicates (`EventJournal` takes identical stored events as written).
     func append(_ events: [JournalEvent]) async throws(JournalError) -> AppendResult
     /// The events of `stream` with seq > `afterSeq`, oldest first.
     func read(stream: String, afterSeq: Int64) async throws(JournalError) -> [JournalEvent]

@@ -3,20 +3,25 @@ import Foundation
 /// The production journal: PostgreSQL through libpq. Docs/journal-postgres.md describes the
 /// schema, the single-writer proof and the figures.
 ///
-/// Connections: one writer (appends, shard hand-overs, snapshots, migrations) and `readers`
-/// readers, each owned by its own thread (`PostgresWorker`); callers are bridged with
-/// continuations. A lost connection fails the call in flight with `.unavailable` and is opened
-/// again on the next call.
+/// Connections: `lanes` writers (appends; the first also does shard hand-overs, snapshots and
+/// migrations) and `readers` readers, each owned by its own thread (`PostgresWorker`); callers
+/// are bridged with continuations. A lost connection fails the call in flight with
+/// `.unavailable` and is opened again on the next call.
 ///
-/// An `append` is one round trip and one transaction (group commit). Batches of 64 events or
+/// An `append` splits its batch by shard into the writer lanes (`shard % lanes`: every event of
+/// a stream in one lane, in order) and writes the parts at once, each in one round trip and one
+/// transaction (group commit) on its lane's connection. Per-stream atomicity — what
+/// `JournalStore` promises — holds because a stream never spans two lanes. Parts of 64 events or
 /// more go in with binary `COPY` followed by the checks of `flux_journal_check` in the same
-/// transaction (`appendByCopy`); smaller ones, and any batch that check refuses in part, go to
+/// transaction (`appendByCopy`); smaller ones, and any part that check refuses in part, go to
 /// `flux_journal_append` as eight arrays, which checks every stream (fencing, then sequence) and
 /// writes the accepted ones (`appendExact`).
 public final class PostgresJournalStore: JournalStore, @unchecked Sendable {
     // @unchecked Sendable: every stored property is immutable; the workers are thread-safe and
     // `nextReader` is guarded by `lock`.
-    private let writer: PostgresWorker
+    /// The writer lanes; `lanes[0]` also runs hand-overs, snapshots and migrations.
+    private let lanes: [PostgresWorker]
+    private var writer: PostgresWorker { lanes[0] }
     private let readers: [PostgresWorker]
     private let lock = NSLock()
     private var nextReader = 0
@@ -30,19 +35,37 @@ public final class PostgresJournalStore: JournalStore, @unchecked Sendable {
     static let raceRetries = 5
     /// See `defaultCopyThreshold`.
     let copyThreshold: Int
+    /// See `defaultSplitThreshold`.
+    let splitThreshold: Int
+
+    /// How many writer lanes (connections that append in parallel) a store has unless told
+    /// otherwise. Two: on the 2-core benchmark VM two lanes took the journal past one
+    /// connection's raw COPY rate (Docs/journal-postgres.md, "Figures"); more lanes mean more
+    /// server backends per node and smaller transactions per batch.
+    public static let defaultLanes = 2
 
     /// `conninfo`: a `postgres://` URI or a libpq keyword/value string; TLS settings (`sslmode`,
     /// `sslrootcert`, …) pass to libpq unchanged. `schema`: tables live there (created if
-    /// missing) instead of the connection's default `search_path`. Does not connect: the first
-    /// call does. Throws `.invalidConfiguration` when libpq cannot parse `conninfo`.
-    public convenience init(conninfo: String, schema: String? = nil, readers: Int = 2) throws(JournalError) {
-        try self.init(conninfo: conninfo, schema: schema, readers: readers, copyThreshold: Self.defaultCopyThreshold)
+    /// missing) instead of the connection's default `search_path`. `lanes`: writer connections
+    /// that append in parallel (at least 1). Does not connect: the first call does. Throws
+    /// `.invalidConfiguration` when libpq cannot parse `conninfo`.
+    public convenience init(
+        conninfo: String, schema: String? = nil, readers: Int = 2, lanes: Int = PostgresJournalStore.defaultLanes
+    ) throws(JournalError) {
+        try self.init(
+            conninfo: conninfo, schema: schema, readers: readers, lanes: lanes,
+            copyThreshold: Self.defaultCopyThreshold)
     }
 
-    /// `copyThreshold`: the smallest batch that takes the COPY path (tests run the shared suite
-    /// with 1, so every batch does).
-    init(conninfo: String, schema: String?, readers: Int, copyThreshold: Int) throws(JournalError) {
+    /// `copyThreshold`: the smallest part of a batch (one lane's share) that takes the COPY path
+    /// (tests run the shared suite with 1, so every part does). `splitThreshold`: the smallest
+    /// batch that is split over the lanes (tests use 1, so every batch is).
+    init(
+        conninfo: String, schema: String?, readers: Int, lanes: Int = PostgresJournalStore.defaultLanes,
+        copyThreshold: Int, splitThreshold: Int = PostgresJournalStore.defaultSplitThreshold
+    ) throws(JournalError) {
         self.copyThreshold = max(1, copyThreshold)
+        self.splitThreshold = max(1, splitThreshold)
         _ = try PostgresConninfo.parse(conninfo)
         if let schema {
             guard !schema.isEmpty, schema.utf8.count <= 63,
@@ -68,14 +91,16 @@ public final class PostgresJournalStore: JournalStore, @unchecked Sendable {
         }
         description = PostgresConninfo.redacted(conninfo)
         self.schema = schema
-        writer = PostgresWorker(name: "flux.journal.pg.writer", conninfo: conninfo, setUp: setUp)
+        self.lanes = (0..<max(1, lanes)).map {
+            PostgresWorker(name: "flux.journal.pg.writer\($0)", conninfo: conninfo, setUp: setUp)
+        }
         self.readers = (0..<max(1, readers)).map {
             PostgresWorker(name: "flux.journal.pg.reader\($0)", conninfo: conninfo, setUp: setUp)
         }
     }
 
     deinit {
-        writer.stopSoon()
+        lanes.forEach { $0.stopSoon() }
         readers.forEach { $0.stopSoon() }
     }
 
@@ -127,14 +152,97 @@ public final class PostgresJournalStore: JournalStore, @unchecked Sendable {
 
     // MARK: - Append
 
+    /// Batches of fewer events are not split over the lanes: each part would pay a commit of
+    /// its own and fall below `defaultCopyThreshold` (measured: batch 64 split into two parts of
+    /// 32 through the exact path fell to about half its unsplit rate).
+    static let defaultSplitThreshold = 2 * defaultCopyThreshold
+
     /// Batches of at least this many events take the COPY path (`appendByCopy`); smaller ones
     /// the exact path (`appendExact`, one round trip). Both refuse exactly alike.
     static let defaultCopyThreshold = 64
 
+    /// Splits the batch into the lanes (`lanePartition`) and writes the parts at once, each in
+    /// its own transaction. Per-stream atomicity holds: a stream's events are all in one part.
+    /// When a lane fails, `append` throws that lane's error (the first failing lane's, in lane
+    /// order) — the same `JournalError` one writer would throw — after every lane has finished;
+    /// the parts of the lanes that committed are durable, so a caller that retries the batch
+    /// finds their streams stored already (`EventJournal` treats identical stored events as
+    /// written: see "Writer lanes" in Docs/journal-postgres.md). A batch under `splitThreshold`
+    /// goes whole to the first lane.
     public func append(_ events: [JournalEvent]) async throws(JournalError) -> AppendResult {
         if events.isEmpty { return AppendResult() }
+        if events.count < splitThreshold || lanes.count == 1 {
+            // Whole, on the first lane: one commit instead of several smaller ones, on the same
+            // connection every time — exactly the single-writer path. Correct on any lane: a
+            // transaction checks and locks its own shards.
+            return try await append(events, lane: 0)
+        }
+        let parts = Self.lanePartition(events, lanes: lanes.count)
+        if parts.count == 1 { return try await append(parts[0].events, lane: parts[0].lane) }
+        let outcomes = await withTaskGroup(
+            of: (Int, Result<AppendResult, JournalError>).self, returning: [Result<AppendResult, JournalError>?].self
+        ) { group in
+            for (index, part) in parts.enumerated() {
+                group.addTask { (index, await self.outcome(part.events, lane: part.lane)) }
+            }
+            var outcomes = [Result<AppendResult, JournalError>?](repeating: nil, count: parts.count)
+            for await (index, outcome) in group { outcomes[index] = outcome }
+            return outcomes
+        }
+        var refused: [String: AppendRefusal] = [:]
+        for outcome in outcomes {
+            switch outcome {
+            case .success(let result)?: refused.merge(result.refused) { first, _ in first }
+            case .failure(let error)?: throw error
+            case nil: preconditionFailure("a journal lane finished without an outcome")
+            }
+        }
+        return AppendResult(refused: refused)
+    }
+
+    /// The batch's events per lane, in batch order within each lane, lanes ascending, empty lanes
+    /// left out. A stream's lane is its first event's `shard % lanes`, so a stream is never split
+    /// even if its events disagreed on their shard.
+    static func lanePartition(_ events: [JournalEvent], lanes: Int) -> [(lane: Int, events: [JournalEvent])] {
+        if lanes <= 1 { return [(0, events)] }
+        var parts = [[JournalEvent]](repeating: [], count: lanes)
+        for lane in 0..<lanes { parts[lane].reserveCapacity(events.count / lanes + 16) }
+        var laneOf: [String: Int] = [:]
+        var previous: (stream: String, lane: Int)?
+        for event in events {
+            let lane: Int
+            if let previous, previous.stream == event.stream {
+                lane = previous.lane
+            } else if let known = laneOf[event.stream] {
+                lane = known
+            } else {
+                lane = (event.shard % lanes + lanes) % lanes
+                laneOf[event.stream] = lane
+            }
+            previous = (event.stream, lane)
+            parts[lane].append(event)
+        }
+        var nonEmpty: [(lane: Int, events: [JournalEvent])] = []
+        for (lane, part) in parts.enumerated() where !part.isEmpty { nonEmpty.append((lane, part)) }
+        return nonEmpty
+    }
+
+    /// `append(_:lane:)` as a value, for the task group. (Not a typed `do`/`catch` inside the
+    /// child task's closure: built that way in release with Swift 6.3.1, the tuples the children
+    /// returned came back with wrong lane indexes — an index out of range or a lane missing — as
+    /// if miscompiled; this form returns them intact.)
+    private func outcome(_ events: [JournalEvent], lane: Int) async -> Result<AppendResult, JournalError> {
+        do throws(JournalError) {
+            return .success(try await append(events, lane: lane))
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    /// One lane's part of a batch: one round trip and one transaction on the lane's connection.
+    private func append(_ events: [JournalEvent], lane: Int) async throws(JournalError) -> AppendResult {
         let copyThreshold = self.copyThreshold
-        return try await writer.run { connection throws(JournalError) in
+        return try await lanes[lane].run { connection throws(JournalError) in
             if events.count >= copyThreshold, let plan = CopyPlan(events),
                 let result = try Self.appendByCopy(events, plan, connection)
             {
@@ -432,7 +540,7 @@ public final class PostgresJournalStore: JournalStore, @unchecked Sendable {
     }
 
     public func close() async {
-        await writer.shutdown()
+        for lane in lanes { await lane.shutdown() }
         for reader in readers { await reader.shutdown() }
     }
 }

@@ -18,6 +18,10 @@ struct BenchCommand: AsyncParsableCommand {
         name: .customLong("postgres"),
         help: "PostgreSQL conninfo for the journal's PostgreSQL figures (`make bench` passes its private instance).")
     var postgres: String?
+    @Option(
+        name: .customLong("journal-lanes"),
+        help: "Writer lanes (parallel connections) of the PostgreSQL journal under test.")
+    var journalLanes: Int = PostgresJournalStore.defaultLanes
 
     func run() async throws {
         let logger = Logs.bootstrap(label: "flux.bench")
@@ -68,7 +72,7 @@ struct BenchCommand: AsyncParsableCommand {
             )
             return
         }
-        let f = try await runPostgresJournalBenchmarks(conninfo: postgres)
+        let f = try await runPostgresJournalBenchmarks(conninfo: postgres, lanes: max(1, journalLanes))
         for d in f.durable {
             print(
                 String(format: "journal:    PostgreSQL %6.0f durable events/s at batch %d", d.eventsPerSecond, d.batch)
@@ -79,6 +83,11 @@ struct BenchCommand: AsyncParsableCommand {
                 format:
                     "journal:    PostgreSQL raw COPY of the same rows %6.0f events/s (1024 per COPY and commit); journal at batch 1024 = %.0f %% of it  [target ≥ 40 %%]",
                 f.rawCopyEventsPerSecond, f.ratio * 100))
+        print(
+            String(
+                format:
+                    "journal:    PostgreSQL raw COPY of the same rows on %d connections at once %6.0f events/s (each 1024-row batch split by shard as the journal's %d writer lanes split it); journal at batch 1024 = %.0f %% of it",
+                f.lanes, f.rawCopyLanesEventsPerSecond, f.lanes, f.lanesRatio * 100))
         func ms(_ d: Duration) -> Double {
             let (s, atto) = d.components
             return Double(s) * 1000 + Double(atto) / 1e15
