@@ -27,6 +27,54 @@ public func runJournalBenchmark(
     return results
 }
 
+/// Sustained write-behind throughput: checkout-like events appended to an `EventJournal` over
+/// `store` as fast as it takes them, for `duration` — the buffer kept full, so the flusher always
+/// has a whole batch to write — then flushed. Returns events made durable per second, the final
+/// flush included. Back-pressure (`overloaded`) is honoured by waiting 1 ms, as a node would shed
+/// work rather than buffer without bound.
+public func runSustainedJournalBenchmark(
+    store: any JournalStore, duration: Duration = .seconds(10), batchSize: Int = 1024
+) async throws -> (events: Int, eventsPerSecond: Double) {
+    let journal = EventJournal(
+        store: store, batchSize: batchSize,
+        logger: Logger(label: "flux.bench.journal", factory: { _ in SwiftLogNoOpLogHandler() }))
+    await journal.start()
+    let run = UUID().uuidString.prefix(8)
+    let clock = ContinuousClock()
+    let started = clock.now
+    var appended = 0
+    var chunk = 0
+    var next = benchmarkEvents(count: 1000, streamPrefix: "sustained-\(run)-c0-")
+    do {
+        while clock.now - started < duration {
+            if try await appendUnlessFull(journal, next) {
+                appended += next.count
+                chunk += 1
+                next = benchmarkEvents(count: 1000, streamPrefix: "sustained-\(run)-c\(chunk)-")
+            } else {
+                try await Task.sleep(for: .milliseconds(1))
+            }
+        }
+        try await journal.flush()
+    } catch {
+        await journal.shutdown()
+        throw error
+    }
+    let elapsed = seconds(clock.now - started)
+    await journal.shutdown()
+    return (appended, Double(appended) / elapsed)
+}
+
+/// Appends, or returns false when the journal is full (back-pressure).
+private func appendUnlessFull(_ journal: EventJournal, _ events: [JournalEvent]) async throws(JournalError) -> Bool {
+    do throws(JournalError) {
+        try await journal.append(events)
+        return true
+    } catch .overloaded {
+        return false
+    }
+}
+
 /// Durability latency at a fixed offered load, through the write-behind `EventJournal`.
 public struct JournalLatencyReport: Sendable, CustomStringConvertible {
     public var offeredEventsPerSecond: Double

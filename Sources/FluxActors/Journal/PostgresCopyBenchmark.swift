@@ -148,6 +148,9 @@ public struct PostgresJournalFigures: Sendable {
     public var rawCopyLanesEventsPerSecond: Double
     /// Through `EventJournal` at a fixed offered load.
     public var latency: JournalLatencyReport
+    /// Through `EventJournal` as fast as it takes events, for `sustainedDuration`.
+    public var sustained: (events: Int, eventsPerSecond: Double)
+    public var sustainedDuration: Duration
 
     /// The batch-1024 rate over the raw COPY rate on one connection.
     public var ratio: Double { ratio(to: rawCopyEventsPerSecond) }
@@ -166,7 +169,8 @@ public struct PostgresJournalFigures: Sendable {
 /// append→durable latency at `eventsPerSecond` offered. `lanes`: the store's writer lanes.
 public func runPostgresJournalBenchmarks(
     conninfo: String, batchSizes: [Int] = [1, 64, 1024], events: Int = 100_000, eventsPerSecond: Int = 10_000,
-    latencyDuration: Duration = .seconds(5), lanes: Int = PostgresJournalStore.defaultLanes
+    latencyDuration: Duration = .seconds(5), sustainedDuration: Duration = .seconds(10),
+    lanes: Int = PostgresJournalStore.defaultLanes
 ) async throws -> PostgresJournalFigures {
     let schema = "flux_bench_\(UInt32.random(in: 0...UInt32.max))"
     let store = try PostgresJournalStore(conninfo: conninfo, schema: schema, lanes: lanes)
@@ -177,11 +181,12 @@ public func runPostgresJournalBenchmarks(
         let rawLanes = try await runRawCopyBenchmark(conninfo: conninfo, events: events, connections: max(1, lanes))
         let latency = try await runJournalLatencyBenchmark(
             store: store, checkoutsPerSecond: max(1, eventsPerSecond / 5), duration: latencyDuration)
+        let sustained = try await runSustainedJournalBenchmark(store: store, duration: sustainedDuration)
         try? await store.execute("DROP SCHEMA \(schema) CASCADE")
         await store.close()
         return PostgresJournalFigures(
             durable: durable, rawCopyEventsPerSecond: raw, lanes: max(1, lanes), rawCopyLanesEventsPerSecond: rawLanes,
-            latency: latency)
+            latency: latency, sustained: sustained, sustainedDuration: sustainedDuration)
     } catch {
         try? await store.execute("DROP SCHEMA \(schema) CASCADE")
         await store.close()
