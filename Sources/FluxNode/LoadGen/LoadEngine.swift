@@ -66,18 +66,7 @@ final class LoadEngine: @unchecked Sendable {
     var sweeper: RepeatedTask?
     let promise: EventLoopPromise<LoadReport>
 
-    // The tally.
-    var sent = 0
-    var completed = 0
-    var dropped = 0
-    var inFlight = 0
-    var failedSends: [String: Int] = [:]
-    var timedOut = 0
-    var brokenReplies: [String: Int] = [:]
-    var sendLag = LatencyHistogram()
-    var byHTTPStatus: [Int: Int] = [:]
-    var byApplicationStatus: [String: Int] = [:]
-    var latency = LatencyHistogram()
+    var counts = LoadCounts()
     var lastReply: NIODeadline?
 
     /// Only for `http` targets (`LoadEngine.handles`).
@@ -150,13 +139,7 @@ final class LoadEngine: @unchecked Sendable {
 
     private func issue(_ i: Int, now: NIODeadline) {
         let due = intended(i)
-        guard inFlight < options.maxInFlight else {
-            dropped += 1
-            return
-        }
-        inFlight += 1
-        sent += 1
-        sendLag.record(nanoseconds(now - due))
+        guard counts.admit(limit: options.maxInFlight, lagNs: nanoseconds(now - due)) else { return }
         let checkout = generator.next()
         let t = i % targets.count
         var headers = HTTPHeaders()
@@ -228,7 +211,7 @@ final class LoadEngine: @unchecked Sendable {
         let t = connection.target
         if let pending = pools[t].waiting.popFirst() {
             send(pending, on: connection)
-        } else if scheduleDone && inFlight == 0 {
+        } else if scheduleDone && counts.inFlight == 0 {
             connection.handler?.close()
         } else {
             pools[t].idle.append(connection)
@@ -249,12 +232,9 @@ final class LoadEngine: @unchecked Sendable {
         if let pending = connection.current {
             connection.current = nil
             let now = NIODeadline.now()
-            inFlight -= 1
-            completed += 1
-            byHTTPStatus[status, default: 0] += 1
             let appStatus = body.flatMap { applicationStatus(in: Data($0.readableBytesView)) }
-            byApplicationStatus[appStatus ?? "(none)", default: 0] += 1
-            latency.record(nanoseconds(now - pending.intended))
+            counts.response(
+                status: status, applicationStatus: appStatus, latencyNs: nanoseconds(now - pending.intended))
             lastReply = now
         }
         if keepAlive {
@@ -281,14 +261,7 @@ final class LoadEngine: @unchecked Sendable {
     }
 
     private func settle(_ pending: Pending, failure: SendFailure, now: NIODeadline) {
-        inFlight -= 1
-        switch failure {
-        case .notSent(let kind): failedSends[kind, default: 0] += 1
-        case .timedOut:
-            timedOut += 1
-            latency.record(nanoseconds(now - pending.intended))
-        case .broken(let kind): brokenReplies[kind, default: 0] += 1
-        }
+        counts.failure(failure, latencyNs: nanoseconds(now - pending.intended))
         lastReply = now
     }
 
@@ -312,7 +285,7 @@ final class LoadEngine: @unchecked Sendable {
     }
 
     private func finishIfDone() {
-        guard scheduleDone, inFlight == 0, !finished else { return }
+        guard scheduleDone, counts.inFlight == 0, !finished else { return }
         finished = true
         sweeper?.cancel()
         for t in pools.indices {
@@ -320,14 +293,7 @@ final class LoadEngine: @unchecked Sendable {
             pools[t].idle = []
         }
         let end = lastReply ?? .now()
-        promise.succeed(
-            LoadReport(
-                targets: options.targets.map(\.absoluteString), intendedRate: options.rate,
-                durationSeconds: options.durationSeconds, sent: sent, completed: completed, dropped: dropped,
-                failedSends: failedSends, timedOut: timedOut, brokenReplies: brokenReplies,
-                byHTTPStatus: byHTTPStatus, byApplicationStatus: byApplicationStatus,
-                elapsedSeconds: Double((end - start).nanoseconds) / 1e9, latency: latency, sendLag: sendLag,
-                connectionsPerTarget: poolSize))
+        promise.succeed(counts.report(options, elapsedSeconds: Double((end - start).nanoseconds) / 1e9))
     }
 
     private func nanoseconds(_ t: TimeAmount) -> UInt64 { UInt64(max(0, t.nanoseconds)) }

@@ -204,8 +204,9 @@ public struct LoadReport: Sendable {
     }
 }
 
-/// Collects outcomes from the request tasks.
-private actor LoadTally {
+/// What a load run counted. Both clients keep one: the AsyncHTTPClient path inside `LoadTally`
+/// (an actor, its requests run as tasks), `LoadEngine` on its event loop.
+struct LoadCounts: Sendable {
     var sent = 0
     var completed = 0
     var dropped = 0
@@ -217,10 +218,9 @@ private actor LoadTally {
     var byHTTPStatus: [Int: Int] = [:]
     var byApplicationStatus: [String: Int] = [:]
     var latency = LatencyHistogram()
-    var lastReply: ContinuousClock.Instant?
 
     /// Reserves a slot for a request, or counts it dropped.
-    func admit(limit: Int, lagNs: UInt64) -> Bool {
+    mutating func admit(limit: Int, lagNs: UInt64) -> Bool {
         guard inFlight < limit else {
             dropped += 1
             return false
@@ -231,16 +231,15 @@ private actor LoadTally {
         return true
     }
 
-    func response(status: Int, applicationStatus: String?, latencyNs: UInt64, at: ContinuousClock.Instant) {
+    mutating func response(status: Int, applicationStatus: String?, latencyNs: UInt64) {
         inFlight -= 1
         completed += 1
         byHTTPStatus[status, default: 0] += 1
         byApplicationStatus[applicationStatus ?? "(none)", default: 0] += 1
         latency.record(latencyNs)
-        lastReply = at
     }
 
-    func failure(_ failure: SendFailure, latencyNs: UInt64, at: ContinuousClock.Instant) {
+    mutating func failure(_ failure: SendFailure, latencyNs: UInt64) {
         inFlight -= 1
         switch failure {
         case .notSent(let kind): failedSends[kind, default: 0] += 1
@@ -249,6 +248,32 @@ private actor LoadTally {
             latency.record(latencyNs)
         case .broken(let kind): brokenReplies[kind, default: 0] += 1
         }
+    }
+
+    func report(_ options: LoadGenOptions, elapsedSeconds: Double) -> LoadReport {
+        LoadReport(
+            targets: options.targets.map(\.absoluteString), intendedRate: options.rate,
+            durationSeconds: options.durationSeconds, sent: sent, completed: completed, dropped: dropped,
+            failedSends: failedSends, timedOut: timedOut, brokenReplies: brokenReplies, byHTTPStatus: byHTTPStatus,
+            byApplicationStatus: byApplicationStatus, elapsedSeconds: elapsedSeconds, latency: latency,
+            sendLag: sendLag, connectionsPerTarget: options.poolSize)
+    }
+}
+
+/// Collects outcomes from the request tasks.
+private actor LoadTally {
+    var counts = LoadCounts()
+    var lastReply: ContinuousClock.Instant?
+
+    func admit(limit: Int, lagNs: UInt64) -> Bool { counts.admit(limit: limit, lagNs: lagNs) }
+
+    func response(status: Int, applicationStatus: String?, latencyNs: UInt64, at: ContinuousClock.Instant) {
+        counts.response(status: status, applicationStatus: applicationStatus, latencyNs: latencyNs)
+        lastReply = at
+    }
+
+    func failure(_ failure: SendFailure, latencyNs: UInt64, at: ContinuousClock.Instant) {
+        counts.failure(failure, latencyNs: latencyNs)
         lastReply = at
     }
 }
@@ -342,13 +367,7 @@ func runLoadGen(options: LoadGenOptions, client: HTTPClient, logger: Logger) asy
     }
 
     let end = await tally.lastReply ?? clock.now
-    return LoadReport(
-        targets: options.targets.map(\.absoluteString), intendedRate: options.rate,
-        durationSeconds: options.durationSeconds, sent: await tally.sent, completed: await tally.completed,
-        dropped: await tally.dropped, failedSends: await tally.failedSends, timedOut: await tally.timedOut,
-        brokenReplies: await tally.brokenReplies, byHTTPStatus: await tally.byHTTPStatus,
-        byApplicationStatus: await tally.byApplicationStatus, elapsedSeconds: seconds(end - start),
-        latency: await tally.latency, sendLag: await tally.sendLag, connectionsPerTarget: options.poolSize)
+    return await tally.counts.report(options, elapsedSeconds: seconds(end - start))
 }
 
 /// Bodies follow the seed; ids and keys also carry the time and a random part, so two runs
