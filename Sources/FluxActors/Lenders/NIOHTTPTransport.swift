@@ -64,8 +64,9 @@ public final class NIOHTTPTransport: HTTPTransport {
         headers.reserveCapacity(request.headers.count + 2)
         var hasHost = false
         for h in request.headers {
-            if h.name.lowercased() == "host" { hasHost = true }
-            if h.name.lowercased() == "content-length" { continue }
+            let name = h.name.lowercased()
+            if name == "host" { hasHost = true }
+            if name == "content-length" { continue }
             headers.add(name: h.name, value: h.value)
         }
         if !hasHost { headers.add(name: "Host", value: target.hostHeader) }
