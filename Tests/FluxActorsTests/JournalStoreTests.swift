@@ -114,6 +114,24 @@ struct JournalStoreTests {
         }
     }
 
+    /// Appends that leave a stream open do not rewrite its `streams` row (SQLite); the listing
+    /// and the sequence check must still follow every append, and the one that closes it.
+    @Test(arguments: journalStoreKinds())
+    func aStreamStaysOpenAcrossAppendsUntilOneCloses(kind: JournalStoreKind) async throws {
+        try await withJournalStore(kind) { fixture throws in
+            let store = fixture.store
+            for seq in Int64(1)...4 {
+                #expect(try await store.append([journalEvent("app-7", seq, shard: 5)]).refused.isEmpty)
+                #expect(try await store.openStreams(shards: [5], prefix: "") == ["app-7"])
+            }
+            let stale = try await store.append([journalEvent("app-7", 3, shard: 5)])
+            #expect(stale.refused == ["app-7": .sequenceConflict(expected: 5, got: 3)])
+            #expect(try await store.append([journalEvent("app-7", 5, shard: 5, closes: true)]).refused.isEmpty)
+            #expect(try await store.openStreams(shards: [5], prefix: "") == [])
+            #expect(try await store.read(stream: "app-7", afterSeq: 0).map(\.seq) == [1, 2, 3, 4, 5])
+        }
+    }
+
     @Test(arguments: journalStoreKinds())
     func latestSnapshotWins(kind: JournalStoreKind) async throws {
         try await withJournalStore(kind) { fixture throws in

@@ -204,6 +204,7 @@ public final class SQLiteJournalStore: JournalStore, @unchecked Sendable {
         var refused: [String: AppendRefusal] = [:]
         for stream in order {
             let streamIndices = indices[stream]!
+            let known = try streamRow(connection, stream)
             if let refusal = try check(connection, stream, streamIndices.map { events[$0] }, epoch(of:)) {
                 refused[stream] = refusal
                 continue
@@ -232,20 +233,41 @@ public final class SQLiteJournalStore: JournalStore, @unchecked Sendable {
                     throw .corrupt("stream \(stream) seq \(event.seq): \(error)")
                 }
             }
+            // `streams` answers "which streams of a shard are open" (recovery). Its row is written
+            // only when that answer changes — a new stream, a stream closing or reopening, a shard
+            // change — not on every append: each write dirties a page of its B-tree and of its
+            // index somewhere in the file (stream names are hashes), which under load was two of
+            // the three random pages a stream's append cost (Docs/journal.md "SQLite settings").
+            // The sequence check reads the last seq from `events` itself.
             let last = events[streamIndices.last!]
-            let upsert = try connection.statement(
-                """
-                INSERT INTO streams (stream, shard, last_seq, open) VALUES (?1, ?2, ?3, ?4)
-                ON CONFLICT (stream) DO UPDATE SET
-                    shard = excluded.shard, last_seq = excluded.last_seq, open = excluded.open
-                """)
-            upsert.bind(1, stream)
-            upsert.bind(2, last.shard)
-            upsert.bind(3, last.seq)
-            upsert.bind(4, !last.closesStream)
-            try upsert.step()
+            let open = !last.closesStream
+            if known == nil || known!.open != open || known!.shard != last.shard {
+                let upsert = try connection.statement(
+                    """
+                    INSERT INTO streams (stream, shard, last_seq, open) VALUES (?1, ?2, ?3, ?4)
+                    ON CONFLICT (stream) DO UPDATE SET
+                        shard = excluded.shard, last_seq = excluded.last_seq, open = excluded.open
+                    """)
+                upsert.bind(1, stream)
+                upsert.bind(2, last.shard)
+                upsert.bind(3, last.seq)
+                upsert.bind(4, open)
+                try upsert.step()
+            }
         }
         return AppendResult(refused: refused)
+    }
+
+    /// The stream's row in `streams` (its shard and whether it is open), nil for a new stream.
+    private static func streamRow(
+        _ connection: SQLiteConnection, _ stream: String
+    ) throws(JournalError) -> (shard: Int, open: Bool)? {
+        let select = try connection.statement("SELECT shard, open FROM streams WHERE stream = ?1")
+        select.bind(1, stream)
+        guard try select.step() else { return nil }
+        let row = (shard: Int(select.int64(0)), open: select.int64(1) != 0)
+        _ = try select.step()
+        return row
     }
 
     /// Why one stream's events must be refused, or nil. Fencing is checked first: a writer whose
@@ -260,7 +282,8 @@ public final class SQLiteJournalStore: JournalStore, @unchecked Sendable {
                 return .fenced(writerEpoch: event.writerEpoch, currentEpoch: current)
             }
         }
-        let select = try connection.statement("SELECT last_seq FROM streams WHERE stream = ?1")
+        // One seek down the (stream, seq) key; no row: a new stream.
+        let select = try connection.statement("SELECT MAX(seq) FROM events WHERE stream = ?1")
         select.bind(1, stream)
         var last: Int64 = 0
         if try select.step() {
