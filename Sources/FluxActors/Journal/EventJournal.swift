@@ -81,8 +81,6 @@ public actor EventJournal {
     private var sleeping: Sleep?
     private var wakeTimer: Task<Void, Never>?
     private var wakeGeneration: UInt64 = 0
-    /// A caller awaits durability of events not yet taken into a batch: no lingering for them.
-    private var durableDemand = false
 
     private let eventsWritten = Counter(label: "flux_journal_events_written_total")
     private let appendsRefused = Counter(label: "flux_journal_appends_refused_total")
@@ -201,9 +199,6 @@ public actor EventJournal {
                         returning: .failure(.unavailable("the journal shut down before these events were durable")))
                 } else {
                     streams.values[index].waiters.append(Waiter(id: id, seq: target, continuation: continuation))
-                    // Somebody waits: the next batch goes without lingering.
-                    durableDemand = true
-                    if sleeping == .linger { wakeUp() }
                 }
             }
         } onCancel: {
@@ -349,8 +344,7 @@ public actor EventJournal {
                 await sleep(.idle, until: nil)
                 continue
             }
-            let urgent =
-                state != .running || durableDemand || !flushWaiters.isEmpty || pending.count - pendingHead >= batchSize
+            let urgent = state != .running || !flushWaiters.isEmpty || pending.count - pendingHead >= batchSize
             if !urgent, let oldest = oldestPendingAt {
                 let deadline = oldest.advanced(by: flushInterval)
                 if clock.now < deadline {
@@ -402,7 +396,6 @@ public actor EventJournal {
             oldestPendingAt = clock.now
         }
         inFlight = batch
-        durableDemand = false
         return batch
     }
 
