@@ -3,19 +3,10 @@ import FluxActors
 import Foundation
 import Logging
 import Metrics
-import NIOCore
-import NIOPosix
 import Prometheus
 
 @main
 struct FluxCommand: AsyncParsableCommand {
-    static func main() async {
-        if ProcessInfo.processInfo.environment["FLUX_EXECUTOR"] != "swift" {
-            NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
-        }
-        await main(nil)
-    }
-
     static let configuration = CommandConfiguration(
         commandName: "flux-node",
         abstract: "Flux, the lending switchboard: one cluster node and its tools.",
