@@ -204,7 +204,6 @@ public final class SQLiteJournalStore: JournalStore, @unchecked Sendable {
         var refused: [String: AppendRefusal] = [:]
         for stream in order {
             let streamIndices = indices[stream]!
-            let known = try streamRow(connection, stream)
             if let refusal = try check(connection, stream, streamIndices.map { events[$0] }, epoch(of:)) {
                 refused[stream] = refusal
                 continue
@@ -241,7 +240,8 @@ public final class SQLiteJournalStore: JournalStore, @unchecked Sendable {
             // The sequence check reads the last seq from `events` itself.
             let last = events[streamIndices.last!]
             let open = !last.closesStream
-            if known == nil || known!.open != open || known!.shard != last.shard {
+            let known = try streamRow(connection, stream)  // nil (a new stream) differs from any row
+            if known?.open != open || known?.shard != last.shard {
                 let upsert = try connection.statement(
                     """
                     INSERT INTO streams (stream, shard, last_seq, open) VALUES (?1, ?2, ?3, ?4)
