@@ -366,14 +366,20 @@ public actor LoanApplication {
             var backoff = Duration.milliseconds(20)
             guard beginCall() else { return }
             defer { endCall() }
-            while !stopped {
+            // Retried until it is open, unless the application is handed over meanwhile (its
+            // shard released, so this node can no longer write the loan): the journal still shows
+            // it disbursing, and its next owner disburses again (the lender is idempotent on the
+            // reference) and opens the loan. Waiting here would hold the hand-over up for ever.
+            while true {
                 do {
                     try await services.loans.openLoan(opening)
                     break
                 } catch {
+                    if stopped || suspended { return }
                     services.logger.warning(
                         "opening loan failed, retrying", metadata: ["loan": "\(loanID)", "error": "\(error)"])
                     try? await Task.sleep(for: backoff)
+                    if stopped || suspended { return }
                     backoff = min(backoff * 2, .seconds(2))
                 }
             }
