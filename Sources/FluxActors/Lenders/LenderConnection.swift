@@ -1,3 +1,4 @@
+import DequeModule
 import Foundation
 import Metrics
 
@@ -87,7 +88,7 @@ public actor LenderConnection {
 
     // Bulkhead.
     var inFlight = 0
-    var waiters: [(id: UInt64, continuation: CheckedContinuation<Bool, Never>)] = []
+    var waiters: Deque<(id: UInt64, continuation: CheckedContinuation<Bool, Never>)> = []
     var nextWaiterID: UInt64 = 0
 
     // Permissions taken by `admit`, by idempotency key.

@@ -18,13 +18,10 @@ public actor LoanBook: LoanOpening {
     private let shards: ShardMap
     private let epoch: @Sendable (Int) -> Int64?
     private let now: @Sendable () -> Date
-    private var accounts: [String: LoanAccount] = [:]
-    /// The last seq of each cached loan's stream.
-    private var lastSeqs: [String: Int64] = [:]
+    /// Cached loans, each with the last seq of its stream; the oldest is forgotten first.
+    private var cached = FIFOCache<String, (account: LoanAccount, lastSeq: Int64)>(capacity: 20_000)
     /// Loans with a `record` in progress, and who waits for them (one writer per loan at a time).
     private var recording: [String: [CheckedContinuation<Void, Never>]] = [:]
-    private let maxCached = 20_000
-    private var order: [String] = []
 
     public init(
         journal: EventJournal, shards: ShardMap, epoch: @escaping @Sendable (Int) -> Int64?,
@@ -76,7 +73,7 @@ public actor LoanBook: LoanOpening {
     /// The loan account, from memory or the journal (its latest snapshot and the events after
     /// it); `nil` when there is no such loan.
     public func account(_ loanID: String) async throws -> LoanAccount? {
-        if let a = accounts[loanID] { return a }
+        if let a = cached[loanID]?.account { return a }
         let recovered: RecoveredStream<LoanAccountState>
         do {
             recovered = try await journal.recover(stream: Self.streamName(loanID)) {
@@ -85,7 +82,7 @@ public actor LoanBook: LoanOpening {
         } catch {
             throw LoanBookError.journalUnavailable("\(error)")
         }
-        if let a = accounts[loanID] { return a }
+        if let a = cached[loanID]?.account { return a }
         if recovered.snapshot == nil && recovered.tail.isEmpty { return nil }
         var loanEvents: [LoanEvent] = []
         for e in recovered.tail {
@@ -117,7 +114,7 @@ public actor LoanBook: LoanOpening {
         }
         await lock(loanID)
         defer { unlock(loanID) }
-        guard let account = try await account(loanID), let previous = lastSeqs[loanID] else {
+        guard let account = try await account(loanID), let previous = cached[loanID]?.lastSeq else {
             throw LoanBookError.invalidTerms("no loan \(loanID)")
         }
         if events.isEmpty { return account }
@@ -140,7 +137,7 @@ public actor LoanBook: LoanOpening {
             throw LoanBookError.journalUnavailable("\(error)")
         }
         for event in events { await account.apply(event) }
-        lastSeqs[loanID] = last
+        cached.update(loanID) { $0.lastSeq = last }
         if StreamSnapshots.due(after: previous, upTo: last, every: Self.snapshotEvery) != nil {
             let state = await account.state
             // A snapshot is a cache: when it cannot be saved, recovery reads more events.
@@ -170,25 +167,16 @@ public actor LoanBook: LoanOpening {
     }
 
     private func cache(_ id: String, _ account: LoanAccount, lastSeq: Int64) {
-        if accounts.updateValue(account, forKey: id) == nil { order.append(id) }
-        lastSeqs[id] = lastSeq
-        while order.count > maxCached {
-            let evicted = order.removeFirst()
-            accounts.removeValue(forKey: evicted)
-            lastSeqs.removeValue(forKey: evicted)
-        }
+        cached.insert((account, lastSeq), for: id)
     }
 
     private func forget(_ id: String) {
-        accounts.removeValue(forKey: id)
-        lastSeqs.removeValue(forKey: id)
+        cached.removeValue(forKey: id)
     }
 
     /// Forgets the cached loans of shards this node gave up: their next owner may append to
     /// them, so a later read here must come from the journal.
     public func release(shards gone: Set<Int>) {
-        let ids = accounts.keys.filter { gone.contains(shards.shard(for: $0)) }
-        for id in ids { forget(id) }
-        order.removeAll { gone.contains(shards.shard(for: $0)) }
+        cached.removeAll { id, _ in gone.contains(shards.shard(for: id)) }
     }
 }

@@ -24,9 +24,8 @@ public actor Switchboard {
     private var loading: [String: Task<LoanApplication?, any Error>] = [:]
     /// Creations in progress (by id): a concurrent replay of the same POST waits for the first.
     private var creating: [String: [CheckedContinuation<Void, Never>]] = [:]
-    private let maxCachedTerminal = 10_000
-    private var terminalCache: [String: LoanApplication] = [:]
-    private var terminalOrder: [String] = []
+    /// Recently finished applications (GET after the answer); the oldest is forgotten first.
+    private var terminalCache = FIFOCache<String, LoanApplication>(capacity: 10_000)
 
     public init(services: ApplicationServices) {
         self.services = services
@@ -40,11 +39,7 @@ public actor Switchboard {
         }
         guard let app = live.removeValue(forKey: id) else { return }
         if status.isTerminal {
-            terminalCache[id] = app
-            terminalOrder.append(id)
-            while terminalOrder.count > maxCachedTerminal {
-                terminalCache.removeValue(forKey: terminalOrder.removeFirst())
-            }
+            terminalCache.insert(app, for: id)
         }
     }
 
@@ -200,9 +195,7 @@ public actor Switchboard {
                 liveByCustomer.removeValue(forKey: key)
             }
         }
-        let cached = terminalCache.filter { shards.contains($0.value.shard) }.map(\.key)
-        for id in cached { terminalCache.removeValue(forKey: id) }
-        if !cached.isEmpty { terminalOrder.removeAll { shards.contains(services.shards.shard(for: $0)) } }
+        terminalCache.removeAll { _, app in shards.contains(app.shard) }
     }
 
     // MARK: - Find
@@ -251,8 +244,7 @@ public actor Switchboard {
         let app = LoanApplication(
             id: id, request: request, saga: saga, seq: events.last!.seq, epoch: epoch, services: services)
         if saga.status.isTerminal {
-            terminalCache[id] = app
-            terminalOrder.append(id)
+            terminalCache.insert(app, for: id)
         } else {
             live[id] = app
             let key = "\(request.merchantID)\u{0}\(request.customerID)"
