@@ -39,6 +39,15 @@ struct APIError: Error, Sendable {
         APIError(
             .serviceUnavailable, "journal_unavailable", "the journal cannot take new work right now; retry shortly")
     }
+    /// The admission limit (`AdmissionGate`): CONTRACT's back-pressure reply, with a hint when to
+    /// come back (Docs/api.md, "Overload").
+    static let overloaded: APIError = {
+        var e = APIError(
+            .serviceUnavailable, "journal_unavailable",
+            "this node has as many checkouts in progress as it takes; retry shortly")
+        e.headers[.retryAfter] = "1"
+        return e
+    }()
 }
 
 enum JSONResponse {

@@ -40,9 +40,14 @@ struct ApplicationsController: Sendable {
                 field: "loan.tenure_months")
         }
         guard node.journal.events.isAvailableNow else { throw APIError.journalUnavailable("back-pressure") }
+        guard node.admission.tryEnter() else {
+            node.metrics.checkoutTurnedAway()
+            throw APIError.overloaded
+        }
         let decision = ruleset.evaluate(checkout, today: node.now(), hasConnector: node.lenders.hasConnector)
         let result: (application: LoanApplication, created: Bool)
         do throws(SwitchboardError) {
+            defer { node.admission.leave() }
             result = try await node.switchboard.create(request: checkout, idempotencyKey: key, decision: decision)
         } catch {
             throw Self.map(error)

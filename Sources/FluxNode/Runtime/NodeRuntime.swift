@@ -18,6 +18,8 @@ final class NodeRuntime: Sendable {
     let cluster: ClusterRuntime
     /// Set once the cluster layer exists (forwarding, shard ownership).
     let owner = Mutex<ShardOwner?>(nil)
+    /// New checkouts in progress, bounded (`POST /v1/applications` beyond it: 503).
+    let admission = AdmissionGate()
     let now: @Sendable () -> Date
     private let readiness = Mutex(false)
     let startedAt: Date
@@ -85,9 +87,14 @@ struct NodeMetrics: Sendable {
     let created = Counter(label: "flux_applications_created_total")
     let replayed = Counter(label: "flux_applications_idempotent_replays_total")
 
+    let turnedAway = Counter(label: "flux_applications_turned_away_total")
+
     func applicationCreated(created: Bool) {
         if created { self.created.increment() } else { replayed.increment() }
     }
+
+    /// A checkout answered 503 at the admission limit.
+    func checkoutTurnedAway() { turnedAway.increment() }
 
     func settled(_ status: ApplicationStatus) {
         Counter(label: "flux_applications_settled_total", dimensions: [("status", status.rawValue)]).increment()
