@@ -166,9 +166,12 @@ struct BenchCommand: AsyncParsableCommand {
                         sustained.rate, sustained.report.p99Ms))
             }
             try await Task.sleep(for: .seconds(1))
-            let journalBytes =
-                (try? FileManager.default.attributesOfItem(
-                    atPath: local.work.appendingPathComponent("journal.db").path)[.size] as? Int) ?? 0
+            // The database file and its WAL (up to 256 MiB of not yet checkpointed pages).
+            let journalBytes = ["journal.db", "journal.db-wal"].reduce(0) { sum, name in
+                sum
+                    + ((try? FileManager.default.attributesOfItem(
+                        atPath: local.work.appendingPathComponent(name).path)[.size] as? Int) ?? 0)
+            }
             try await headline(
                 "journal with history (\(checkoutsSent) checkouts, \(journalBytes >> 20) MiB)", seed: 2)
         } catch {
