@@ -197,6 +197,32 @@ struct JournalSnapshotTests {
         }
     }
 
+    /// A retry of an opening (after a restart or a hand-over, when the book's memory is empty)
+    /// does not read the journal first: the journal refuses the second seq 1, the first opening
+    /// stands, and the loan's stream takes later events again.
+    @Test(arguments: journalStoreKinds())
+    func openingALoanTheJournalHasAlreadyKeepsTheFirst(kind: JournalStoreKind) async throws {
+        try await Self.withJournal(kind) { journal, fixture in
+            try await Self.book(journal).openLoan(Self.request("app_L3", reference: "FIRST"))
+            let loanID = LoanAccountState.loanID(forApplication: "app_L3")
+            let stream = LoanBook.streamName(loanID)
+
+            let again = Self.book(journal)
+            try await again.openLoan(Self.request("app_L3", reference: "SECOND"))
+            let account = try #require(try await again.account(loanID))
+            #expect(await account.state.opened.lenderReference == "FIRST")
+            #expect(try await fixture.store.read(stream: stream, afterSeq: 0).map(\.seq) == [1])
+
+            try await journal.append([
+                JournalEvent(
+                    shard: ShardMap(shards: 16).shard(for: loanID), stream: stream, seq: 2, type: "TestMark",
+                    data: "{}", writerEpoch: 0, at: Self.disbursedAt)
+            ])
+            try await journal.awaitDurable(stream: stream, upTo: 2)
+            #expect(try await fixture.store.read(stream: stream, afterSeq: 0).map(\.seq) == [1, 2])
+        }
+    }
+
     @Test func recordRefusesASecondOpening() async throws {
         try await Self.withJournal(.sqlite) { journal, _ in
             let book = Self.book(journal)

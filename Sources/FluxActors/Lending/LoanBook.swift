@@ -38,7 +38,11 @@ public actor LoanBook: LoanOpening {
     /// Opens the loan unless it is open already (a recovered saga asks again). Returns when the
     /// `LoanOpened` event is durable.
     public func openLoan(_ r: LoanOpeningRequest) async throws {
-        if try await account(r.loanID) != nil { return }
+        // Memory only: a loan this book has not seen is appended as seq 1 without reading the
+        // journal first (a read per new loan on the checkout's path). If the journal already
+        // holds the loan (a retry after a restart or a hand-over), the append is refused as a
+        // sequence conflict and the journal's copy is loaded below: the first opening stands.
+        if cached[r.loanID] != nil { return }
         let opened: LoanOpened
         do {
             opened = try LoanOpened(
@@ -61,9 +65,15 @@ public actor LoanBook: LoanOpening {
             try await journal.append([journalEvent])
             try await journal.awaitDurable(stream: stream, upTo: 1)
         } catch .refused(_, .sequenceConflict) {
-            // Another writer opened it first: the journal's copy is the loan.
+            // Opened before (by this node before a restart, or by another owner): the journal's
+            // copy is the loan. The refusal is cleared so that the loan's later events append.
             forget(r.loanID)
-            _ = try await account(r.loanID)
+            do { try await journal.clearRefusal(stream: stream) } catch {
+                throw LoanBookError.journalUnavailable("\(error)")
+            }
+            guard try await account(r.loanID) != nil else {
+                throw LoanBookError.corrupt("\(r.loanID): the journal refused seq 1 but holds no loan")
+            }
         } catch {
             forget(r.loanID)
             throw LoanBookError.journalUnavailable("\(error)")
