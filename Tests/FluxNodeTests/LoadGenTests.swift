@@ -170,6 +170,23 @@ import Testing
         #expect(abs(r.maxMs - 100) < 0.001)
     }
 
+    /// A node that sheds load answers fast with 503s: they are answered, not accepted, and the
+    /// throughput figure the bench reports is the accepted one.
+    @Test func sheddingRepliesAreAnsweredButNotAccepted() throws {
+        let r = LoadReport(
+            targets: ["http://127.0.0.1:8080"], intendedRate: 100, durationSeconds: 1, sent: 100, completed: 100,
+            dropped: 0, failedSends: [:], timedOut: 0, brokenReplies: [:], byHTTPStatus: [201: 60, 200: 10, 503: 30],
+            byApplicationStatus: ["pending": 70, "(none)": 30], elapsedSeconds: 2, latency: LatencyHistogram(),
+            sendLag: LatencyHistogram(), connectionsPerTarget: 8)
+        #expect(r.acceptedCount == 70)
+        #expect(r.achievedRate == 50)
+        #expect(r.acceptedRate == 35)
+        #expect(r.render().contains("accepted (2xx) rate       35.0/s"))
+        let json = try SimJSON.decode(Array(r.renderJSON().utf8))
+        #expect(json.value(at: "accepted_rate") == .double(35))
+        #expect(json.value(at: "achieved_rate") == .double(50))
+    }
+
     @Test func optionsAreValidated() {
         let url = URL(string: "http://127.0.0.1:8080")!
         #expect(throws: LoadGenError.self) { try LoadGenOptions(targets: [], rate: 10, durationSeconds: 1).validate() }

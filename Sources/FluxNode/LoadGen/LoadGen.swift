@@ -128,6 +128,10 @@ public struct LoadReport: Sendable {
     public var failedSendCount: Int { failedSends.values.reduce(0, +) }
 
     public var achievedRate: Double { elapsedSeconds > 0 ? Double(completed) / elapsedSeconds : 0 }
+    /// Replies with a 2xx status (a checkout taken): what the throughput target counts. A node
+    /// shedding load answers fast with 503s, which `achievedRate` counts too.
+    public var acceptedCount: Int { byHTTPStatus.filter { (200..<300).contains($0.key) }.values.reduce(0, +) }
+    public var acceptedRate: Double { elapsedSeconds > 0 ? Double(acceptedCount) / elapsedSeconds : 0 }
     public var p50Ms: Double { ms(latency.percentile(50)) }
     public var p90Ms: Double { ms(latency.percentile(90)) }
     public var p99Ms: Double { ms(latency.percentile(99)) }
@@ -150,6 +154,7 @@ public struct LoadReport: Sendable {
                 Dictionary(uniqueKeysWithValues: byHTTPStatus.map { (String($0.key), .int(Int64($0.value))) })),
             "by_application_status": .object(byApplicationStatus.mapValues { .int(Int64($0)) }),
             "elapsed_s": .double(elapsedSeconds), "achieved_rate": .double((achievedRate * 10).rounded() / 10),
+            "accepted_rate": .double((acceptedRate * 10).rounded() / 10),
             "latency_ms": .object([
                 "p50": ms(p50Ms), "p90": ms(p90Ms), "p99": ms(p99Ms), "p99_9": ms(p999Ms), "max": ms(maxMs),
                 "mean": ms(latency.mean / 1_000_000),
@@ -180,6 +185,7 @@ public struct LoadReport: Sendable {
             for (k, v) in brokenReplies.sorted(by: { $0.value > $1.value }) { lines.append(row("  " + k, "\(v)")) }
         }
         lines.append(row("achieved rate", "\(f(achievedRate, 1))/s over \(f(elapsedSeconds)) s"))
+        lines.append(row("accepted (2xx) rate", "\(f(acceptedRate, 1))/s"))
         lines.append(String(repeating: "─", count: 60))
         lines.append("HTTP status")
         for (k, v) in byHTTPStatus.sorted(by: { $0.key < $1.key }) { lines.append(row("  \(k)", "\(v)")) }
