@@ -14,6 +14,13 @@ struct FluxCommand: AsyncParsableCommand {
             RunCommand.self, SimulateLendersCommand.self, LoadGenCommand.self, DemoCommand.self, MembersCommand.self,
             BenchCommand.self, LendersCommand.self,
         ])
+
+    /// Every subcommand (the node, the simulator, the load generator) runs with the server malloc
+    /// settings of `MemoryTuning`.
+    static func main() async {
+        MemoryTuning.apply()
+        await main(nil)
+    }
 }
 
 enum Logs {
