@@ -95,6 +95,25 @@ struct JournalWriteBehindTests {
         }
     }
 
+    /// A seq the journal knows is durable conflicts: refused at once, nothing of the append is
+    /// buffered, and the stream's writer goes on (the store never sees the conflict).
+    @Test func anAppendOfASeqKnownDurableIsRefusedAtOnceAndTheStreamGoesOn() async throws {
+        try await Self.withJournal { journal, flaky, fixture in
+            try await journal.append(journalEvents("a", 1...2))
+            try await journal.flush()
+            // Its writer goes on (a 3 is buffered, so the journal keeps what it knows of "a").
+            try await journal.append([journalEvent("a", 3)])
+            let expected = JournalError.refused(stream: "a", .sequenceConflict(expected: 4, got: 1))
+            await #expect(throws: expected) { try await journal.append([journalEvent("a", 1)]) }
+            await #expect(throws: expected) { try await journal.append([journalEvent("b", 1), journalEvent("a", 1)]) }
+            #expect(await journal.bufferedEvents == 1)
+            try await journal.flush()
+            #expect(try await fixture.store.read(stream: "a", afterSeq: 0).map(\.seq) == [1, 2, 3])
+            #expect(try await fixture.store.read(stream: "b", afterSeq: 0).isEmpty)
+            #expect(flaky.batches.count == 2)
+        }
+    }
+
     @Test func aRefusedStreamFailsItsWaitersAndLaterAppendsOthersAreWritten() async throws {
         try await Self.withJournal { journal, flaky, fixture in
             // Another writer already took s:1.

@@ -16,6 +16,8 @@ import Synchronization
 ///   refused (`withoutWrittenBefore`). No appended
 ///   event is dropped silently: it is written, refused (its waiters are told), or — only when the
 ///   journal is shut down while the store is failing — reported lost in the log and to its waiters.
+/// - Early refusal: an append of a seq the journal knows is durable for its stream throws
+///   `.refused(.sequenceConflict)` at once, buffering nothing and leaving the stream as it was.
 /// - Refusal (the single-writer rule, principle 2): when the store refuses a stream, every waiter
 ///   on that stream's unwritten events gets `.refused`, its other buffered events are dropped, and
 ///   later appends to it throw `.refused` until `clearRefusal(stream:)` (called after the owner
@@ -140,6 +142,16 @@ public actor EventJournal {
                     appendsRefused.increment()
                     throw .refused(stream: event.stream, refusal)
                 }
+            }
+        }
+        // A seq this journal already knows to be durable is stored: the append conflicts, and is
+        // refused now rather than by the store, where the refusal would also stop the stream's
+        // writer and drop its buffered events. The stream is not marked refused.
+        for event in events {
+            if let known = streams[event.stream], event.seq <= known.durable {
+                appendsRefused.increment()
+                throw .refused(
+                    stream: event.stream, .sequenceConflict(expected: known.appended + 1, got: event.seq))
             }
         }
         guard bufferedCount + events.count <= capacity else {

@@ -109,12 +109,52 @@ public actor LoanApplication {
     /// Journals a new application's first events and waits until they are durable (the 201 is an
     /// effect the outside sees). Throws when the journal cannot take them: nothing is stored then
     /// that a later read would see as acknowledged.
-    func begin(events: [ApplicationEvent]) async throws(JournalError) {
+    ///
+    /// `claim` (the Idempotency-Key's claim, another stream) is appended with them, so that one
+    /// durability wait covers both. Either may be refused as already stored: the result says which
+    /// got in. Any other failure throws.
+    func begin(events: [ApplicationEvent], claim: JournalEvent) async throws(JournalError) -> Beginning {
         for e in events { saga.apply(e) }
         let batch = events.map { journalEvent($0) }
-        try await services.journal.append(batch)
+        var result = Beginning(claimed: true, stored: true, lastSeq: assignedSeq)
+        var claimEvents = [claim]
+        // The journal refuses at once what it knows is stored (Docs/journal.md): a claim it knows
+        // is taken is left out, and an application it knows exists stores nothing.
+        while true {
+            do {
+                try await services.journal.append(claimEvents + batch)
+                break
+            } catch .refused(let refused, .sequenceConflict) where refused == claim.stream && !claimEvents.isEmpty {
+                // Known to be taken (or just refused to another creation with this key).
+                result.claimed = false
+                claimEvents = []
+            } catch .refused(let refused, .sequenceConflict) where refused == stream {
+                stopped = true
+                return Beginning(claimed: false, stored: false, lastSeq: 0)
+            }
+        }
         appendedSeq = assignedSeq
-        try await services.journal.awaitDurable(stream: stream, upTo: appendedSeq)
+        if !claimEvents.isEmpty {
+            do {
+                try await services.journal.awaitDurable(stream: claim.stream, upTo: claim.seq)
+            } catch .refused(_, .sequenceConflict) {
+                result.claimed = false
+            }
+        }
+        do {
+            try await services.journal.awaitDurable(stream: stream, upTo: appendedSeq)
+        } catch .refused(_, .sequenceConflict) {
+            result.stored = false
+            stopped = true
+        }
+        return result
+    }
+
+    /// What `begin` stored: the key's claim, the application's first events (up to `lastSeq`).
+    struct Beginning: Sendable, Equatable {
+        var claimed: Bool
+        var stored: Bool
+        var lastSeq: Int64
     }
 
     /// Starts (or, after recovery, continues) the waterfall in the background.

@@ -103,20 +103,21 @@ public actor Switchboard {
         guard let epoch = services.epoch(shard) else {
             throw .journalUnavailable("this node does not own the application's shard")
         }
-        // The key is claimed first: a fresh claim means no application has this id yet (no read);
-        // an old claim names the application that holds the key.
-        let claim = try await claimKey(
-            Self.idempotencyStream(merchantID: request.merchantID, idempotencyKey: idempotencyKey), for: id,
-            shard: shard, epoch: epoch)
-        if claim.holder != id { throw .idempotencyConflict(existingID: claim.holder) }
-        if !claim.fresh, let existing = try await find(id) {
-            guard await existing.requestHash == hash else { throw .idempotencyConflict(existingID: id) }
-            return (existing, false)
-        }
+        let claimStream = Self.idempotencyStream(merchantID: request.merchantID, idempotencyKey: idempotencyKey)
         let customerKey = "\(request.merchantID)\u{0}\(request.customerID)"
         if let other = liveByCustomer[customerKey], other != id {
             // The settled notice may still be on its way: ask the application itself.
-            if let app = live[other], await !app.status.isTerminal { throw .liveApplicationExists(id: other) }
+            if let app = live[other], await !app.status.isTerminal {
+                // A replay of an earlier application of this customer is still answered as one.
+                if let holder = try await claimHolder(claimStream) {
+                    if holder != id { throw .idempotencyConflict(existingID: holder) }
+                    if let existing = try await find(id) {
+                        guard await existing.requestHash == hash else { throw .idempotencyConflict(existingID: id) }
+                        return (existing, false)
+                    }
+                }
+                throw .liveApplicationExists(id: other)
+            }
         }
         let now = services.now()
         let received = ApplicationEvent.received(
@@ -134,46 +135,103 @@ public actor Switchboard {
         live[id] = app
         liveByCustomer[customerKey] = id
         customerOf[id] = customerKey
-        do {
-            try await app.begin(events: [received, ranked])
-        } catch {
+        func forgetApp() {
             live.removeValue(forKey: id)
             if liveByCustomer[customerKey] == id { liveByCustomer.removeValue(forKey: customerKey) }
             customerOf.removeValue(forKey: id)
+        }
+        // The key's claim and the application's first events go to the journal together: one
+        // durability wait for the 201 instead of two (Docs/api.md, "The key is claimed"). The
+        // claim is refused when the key was claimed before; the application's events are refused
+        // when the application exists already.
+        let begun: LoanApplication.Beginning
+        do {
+            begun = try await app.begin(
+                events: [received, ranked],
+                claim: Self.claimEvent(claimStream, for: id, shard: shard, epoch: epoch, at: now))
+        } catch {
+            forgetApp()
             throw .journalUnavailable("\(error)")
+        }
+        switch (begun.claimed, begun.stored) {
+        case (true, true):
+            break
+        case (false, true):
+            // The key was claimed before. By this application (an earlier attempt whose first
+            // events were not stored), it goes on; by another, this one never was: it is voided.
+            // Should the answer fail, it is forgotten unstarted: its next load checks again.
+            let holder: String?
+            do { holder = try await claimHolder(claimStream) } catch {
+                forgetApp()
+                throw error
+            }
+            if holder != id {
+                forgetApp()
+                try await void(id, afterSeq: begun.lastSeq, shard: shard, epoch: epoch, holder: holder)
+                throw .idempotencyConflict(existingID: holder ?? id)
+            }
+        case (_, false):
+            // The application exists: a replay (or a request whose key another one holds).
+            forgetApp()
+            do { try await services.journal.clearRefusal(stream: LoanApplication.streamName(id)) } catch {
+                throw .journalUnavailable("\(error)")
+            }
+            if let holder = try await claimHolder(claimStream), holder != id {
+                throw .idempotencyConflict(existingID: holder)
+            }
+            guard let existing = try await find(id) else {
+                throw .journalUnavailable("the application \(id) is not readable yet; retry")
+            }
+            guard await existing.requestHash == hash else { throw .idempotencyConflict(existingID: id) }
+            return (existing, false)
         }
         await app.run(recovered: false)
         return (app, true)
     }
 
-    /// Claims `stream` (an Idempotency-Key) for application `id`: appends its first event and
-    /// waits until it is durable. Returns the application that holds the key and whether this
-    /// call claimed it.
-    private func claimKey(
-        _ stream: String, for id: String, shard: Int, epoch: Int64
-    ) async throws(SwitchboardError) -> (holder: String, fresh: Bool) {
-        let claim = JournalEvent(
-            shard: shard, stream: stream, seq: 1, type: "IdempotencyKeyClaimed",
+    /// The `IdempotencyKeyClaimed` event that claims `stream` for application `id` (seq 1).
+    static func claimEvent(_ stream: String, for id: String, shard: Int, epoch: Int64, at: Date) -> JournalEvent {
+        JournalEvent(
+            shard: shard, stream: stream, seq: 1, type: claimType,
             data: JSONValue.object(["application_id": .string(id)]).jsonString(), writerEpoch: epoch,
-            at: services.now(), closesStream: true)
+            at: at, closesStream: true)
+    }
+    static let claimType = "IdempotencyKeyClaimed"
+    /// Closes an application whose key another application holds: it was never acknowledged,
+    /// and reads treat it as absent.
+    static let voidedType = "ApplicationVoided"
+
+    /// The application that holds the key claimed by `stream`, nil when nobody claimed it. Clears
+    /// a refusal of the stream first (a claim that was just refused).
+    private func claimHolder(_ stream: String) async throws(SwitchboardError) -> String? {
         do {
-            try await services.journal.append([claim])
-            try await services.journal.awaitDurable(stream: stream, upTo: 1)
-            return (id, true)
-        } catch .refused(_, .sequenceConflict) {
-            // Claimed before: by this application (a replay) or by another one.
-            do {
-                try await services.journal.clearRefusal(stream: stream)
-                let events = try await services.journal.read(stream: stream)
-                guard let first = events.first, let data = try? JSONValue.parse(Data(first.data.utf8)),
-                    let holder = data["application_id"]?.stringValue
-                else {
-                    throw JournalError.unavailable("the Idempotency-Key claim is not readable yet; retry")
-                }
-                return (holder, false)
-            } catch {
-                throw .journalUnavailable("\(error)")
-            }
+            try await services.journal.clearRefusal(stream: stream)
+            guard let first = try await services.journal.read(stream: stream).first else { return nil }
+            guard let data = try? JSONValue.parse(Data(first.data.utf8)),
+                let holder = data["application_id"]?.stringValue
+            else { throw SwitchboardError.corrupt("\(stream): unreadable Idempotency-Key claim") }
+            return holder
+        } catch let error as SwitchboardError {
+            throw error
+        } catch {
+            throw .journalUnavailable("\(error)")
+        }
+    }
+
+    /// Appends `ApplicationVoided` (closing the stream) after `afterSeq` and waits until it is
+    /// durable.
+    private func void(
+        _ id: String, afterSeq: Int64, shard: Int, epoch: Int64, holder: String?
+    ) async throws(SwitchboardError) {
+        let stream = LoanApplication.streamName(id)
+        var data: [String: JSONValue] = ["reason": .string("the Idempotency-Key is held by another application")]
+        if let holder { data["holder"] = .string(holder) }
+        let event = JournalEvent(
+            shard: shard, stream: stream, seq: afterSeq + 1, type: Self.voidedType,
+            data: JSONValue.object(data).jsonString(), writerEpoch: epoch, at: services.now(), closesStream: true)
+        do {
+            try await services.journal.append([event])
+            try await services.journal.awaitDurable(stream: stream, upTo: event.seq)
         } catch {
             throw .journalUnavailable("\(error)")
         }
@@ -224,6 +282,8 @@ public actor Switchboard {
             throw .journalUnavailable("\(error)")
         }
         guard !events.isEmpty else { return nil }
+        // Voided: its key belongs to another application; it was never acknowledged.
+        if events.contains(where: { $0.type == Self.voidedType }) { return nil }
         var saga = WaterfallSaga(policy: services.policy)
         for e in events {
             do { saga.apply(try ApplicationEvent.decode(type: e.type, data: e.data)) } catch {
@@ -240,6 +300,32 @@ public actor Switchboard {
             // never runs and is not kept; anything it would append is fenced by the journal.
             return LoanApplication(
                 id: id, request: request, saga: saga, seq: events.last!.seq, epoch: 0, services: services)
+        }
+        if !saga.status.isTerminal {
+            // Its first events and its key's claim were written together: before it runs again,
+            // the claim must name it (a node that stopped between a refused claim and the void
+            // left it unfinished). A key nobody claimed yet is claimed now.
+            let claimStream = Self.idempotencyStream(
+                merchantID: received.merchantID, idempotencyKey: received.idempotencyKey)
+            var holder = try await claimHolder(claimStream)
+            if holder == nil {
+                let claim = Self.claimEvent(
+                    claimStream, for: id, shard: services.shards.shard(for: id), epoch: epoch, at: services.now())
+                do {
+                    try await services.journal.append([claim])
+                    try await services.journal.awaitDurable(stream: claimStream, upTo: 1)
+                    holder = id
+                } catch .refused(_, .sequenceConflict) {
+                    holder = try await claimHolder(claimStream)
+                } catch {
+                    throw .journalUnavailable("\(error)")
+                }
+            }
+            if holder != id {
+                try await void(
+                    id, afterSeq: events.last!.seq, shard: services.shards.shard(for: id), epoch: epoch, holder: holder)
+                return nil
+            }
         }
         let app = LoanApplication(
             id: id, request: request, saga: saga, seq: events.last!.seq, epoch: epoch, services: services)
