@@ -5,8 +5,9 @@ import Testing
 
 @Suite("SQLite journal: schema migrations")
 struct JournalSQLiteMigrationTests {
-    /// A journal written with the version-1 schema (events keyed by stream name) migrates to
-    /// version 2 (events keyed by stream number) with its data: events read back the same, open
+    /// A journal written with the version-1 schema (events keyed by stream name) migrates through
+    /// version 2 (events keyed by stream number) to version 3 (streams keyed by number) with its
+    /// data: events read back the same, open
     /// streams stay listed, sequences go on where they were, a closed stream reopens, stale and
     /// duplicate sequences are refused, and new streams are numbered after the old ones.
     @Test func aVersionOneJournalMigrates() async throws {
@@ -75,6 +76,22 @@ struct JournalSQLiteMigrationTests {
         let version = try check.statement("SELECT MAX(version) FROM schema_version")
         _ = try version.step()
         #expect(version.int64(0) == Int64(SQLiteJournalStore.schemaVersion))
-        #expect(SQLiteJournalStore.schemaVersion == 2)
+        #expect(SQLiteJournalStore.schemaVersion == 3)
+        _ = try version.step()
+
+        // Version 3: rows under their number (the rowid), open streams indexed in number order.
+        let columns = try check.statement("SELECT name, pk FROM pragma_table_info('streams') WHERE pk > 0")
+        var keys: [String] = []
+        while try columns.step() { keys.append(columns.text(0)) }
+        #expect(keys == ["id"])
+        let indexed = try check.statement("SELECT name FROM pragma_index_info('streams_open')")
+        var openColumns: [String] = []
+        while try indexed.step() { openColumns.append(indexed.text(0)) }
+        #expect(openColumns == ["open"])
+        let unique = try check.statement(
+            "SELECT COUNT(*) FROM pragma_index_list('streams') WHERE \"unique\" = 1 AND origin = 'u'")
+        _ = try unique.step()
+        #expect(unique.int64(0) == 1)
+        _ = try unique.step()
     }
 }
