@@ -1,3 +1,8 @@
+import FluxActors
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import NIOCore
 import Synchronization
 import Testing
 
@@ -45,5 +50,26 @@ import Testing
         }
         #expect(peak <= 8)
         #expect(gate.current == 0)
+    }
+}
+
+/// What a client sees at the admission limit, through the same error middleware as the public
+/// API: `503`, CONTRACT's error object with `journal_unavailable`, and `Retry-After: 1`.
+@Suite struct AdmissionReplyTests {
+    @Test func theLimitsReplyIsA503WithRetryAfter() async throws {
+        let router = Router(context: BasicRequestContext.self)
+        router.add(middleware: APIErrorMiddleware())
+        router.post("/v1/applications") { _, _ -> Response in throw APIError.overloaded }
+        let app = Application(router: router)
+        try await app.test(.router) { client in
+            try await client.execute(uri: "/v1/applications", method: .post) { response in
+                #expect(response.status == .serviceUnavailable)
+                #expect(response.headers[.retryAfter] == "1")
+                #expect(response.headers[.contentType] == "application/json")
+                let body = try JSONValue.parse(Data(response.body.readableBytesView))
+                #expect(body["error"]?["code"]?.stringValue == "journal_unavailable")
+                #expect(body["error"]?["message"]?.stringValue?.isEmpty == false)
+            }
+        }
     }
 }
