@@ -107,6 +107,31 @@ struct BenchCommand: AsyncParsableCommand {
     /// Offered rates of the sustained-rate sweep after the run at `rate`.
     private var sweepRates: [Double] { [250, 500, 750, 1000, 1250, 1500, 1750] }
 
+    /// `count` appends of 4 KiB to a scratch file in `directory`, each followed by `fdatasync` (what
+    /// a journal commit waits for), timed one by one. Nil when the file cannot be written.
+    static func fsyncProbe(in directory: URL, count: Int = 200) -> (p50Ms: Double, p99Ms: Double, count: Int)? {
+        let path = directory.appendingPathComponent("fsync-probe.tmp").path
+        let fd = open(path, O_CREAT | O_WRONLY | O_TRUNC, 0o600)
+        guard fd >= 0 else { return nil }
+        defer {
+            close(fd)
+            unlink(path)
+        }
+        let block = [UInt8](repeating: 0x5a, count: 4096)
+        var histogram = LatencyHistogram()
+        let clock = ContinuousClock()
+        for _ in 0..<count {
+            let start = clock.now
+            let written = block.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            guard written == block.count, fdatasync(fd) == 0 else { return nil }
+            let elapsed = clock.now - start
+            histogram.record(
+                UInt64(elapsed.components.seconds) * 1_000_000_000
+                    + UInt64(elapsed.components.attoseconds / 1_000_000_000))
+        }
+        return (Double(histogram.percentile(50)) / 1e6, Double(histogram.percentile(99)) / 1e6, count)
+    }
+
     /// Simulated lenders with no latency, one node, open-loop load at `rate`.
     private func checkouts(logger: Logger) async throws {
         let local = try LocalCluster(examples: examples, name: "bench")
@@ -123,6 +148,15 @@ struct BenchCommand: AsyncParsableCommand {
             // target is about. It is run again after the sweep, on the same node, to show what a
             // journal with history costs (Docs/benchmarks.md, "Checkouts: session 6").
             func headline(_ label: String, seed: UInt64) async throws {
+                // The disk's commit latency right before the run: on this kind of VM it varies from
+                // run to run, and the checkout p99 with it (Docs/benchmarks.md, "Checkouts: session 7").
+                if let probe = Self.fsyncProbe(in: local.work) {
+                    print(
+                        String(
+                            format:
+                                "checkouts:  disk before the run: 4 KiB write + fdatasync p50 %.2f ms, p99 %.2f ms (%d)",
+                            probe.p50Ms, probe.p99Ms, probe.count))
+                }
                 let report = try await runLoadGen(
                     options: LoadGenOptions(
                         targets: target, rate: rate, durationSeconds: duration, waitSeconds: 0, seed: seed),
