@@ -9,21 +9,6 @@ import Testing
 @Suite struct ApplicationHandOverTests {
     static let quiet = Logger(label: "flux.handover.test", factory: { _ in SwiftLogNoOpLogHandler() })
 
-    /// Approves and disburses at once.
-    final class Lender: LenderGateway {
-        func admit(lenderID: String, context: LenderCallContext) async -> Admission { .permitted }
-        func apply(lenderID: String, context: LenderCallContext) async -> LenderCall<ApplyOutcome> {
-            LenderCall(outcome: .approved(reference: "H-1", annualRateBps: 1600, reason: nil), tries: 1, latencyMs: 0)
-        }
-        func status(lenderID: String, context: LenderCallContext) async -> LenderCall<StatusOutcome> {
-            LenderCall(outcome: .notFound, tries: 1, latencyMs: 0)
-        }
-        func disburse(lenderID: String, context: LenderCallContext) async -> LenderCall<DisburseOutcome> {
-            LenderCall(outcome: .disbursed, tries: 1, latencyMs: 0)
-        }
-        func cancel(lenderID: String, context: LenderCallContext) async -> LenderCall<CancelOutcome>? { nil }
-    }
-
     /// A loan book that cannot write (what `LoanBook` answers once the shard's epoch is gone).
     final class RefusingLoans: LoanOpening {
         let attempts = LenderTestLock<Int>(0)
@@ -40,7 +25,8 @@ import Testing
             let loans = RefusingLoans()
             let shards = ShardMap(shards: 4)
             let services = ApplicationServices(
-                journal: journal, gateway: Lender(), loans: loans, policy: SagaPolicy(), shards: shards,
+                journal: journal, gateway: InstantLender(reference: "H-1"), loans: loans, policy: SagaPolicy(),
+                shards: shards,
                 epoch: { _ in 1 }, now: { Date() }, logger: Self.quiet, onSettled: { _, _ in })
             let switchboard = Switchboard(services: services)
             let request = try CheckoutRequest(json: LenderFixtures.checkoutJSON)

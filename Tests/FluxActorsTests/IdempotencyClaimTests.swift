@@ -12,20 +12,6 @@ struct IdempotencyClaimTests {
     static let quiet = Logger(label: "flux.claims.test", factory: { _ in SwiftLogNoOpLogHandler() })
     static let shards = ShardMap(shards: 4)
 
-    final class Lender: LenderGateway {
-        func admit(lenderID: String, context: LenderCallContext) async -> Admission { .permitted }
-        func apply(lenderID: String, context: LenderCallContext) async -> LenderCall<ApplyOutcome> {
-            LenderCall(outcome: .approved(reference: "C-1", annualRateBps: 1600, reason: nil), tries: 1, latencyMs: 0)
-        }
-        func status(lenderID: String, context: LenderCallContext) async -> LenderCall<StatusOutcome> {
-            LenderCall(outcome: .notFound, tries: 1, latencyMs: 0)
-        }
-        func disburse(lenderID: String, context: LenderCallContext) async -> LenderCall<DisburseOutcome> {
-            LenderCall(outcome: .disbursed, tries: 1, latencyMs: 0)
-        }
-        func cancel(lenderID: String, context: LenderCallContext) async -> LenderCall<CancelOutcome>? { nil }
-    }
-
     final class Loans: LoanOpening {
         func openLoan(_ request: LoanOpeningRequest) async throws {}
     }
@@ -37,7 +23,8 @@ struct IdempotencyClaimTests {
             let journal = EventJournal(store: fixture.store, flushInterval: .milliseconds(1), logger: Self.quiet)
             await journal.start()
             let services = ApplicationServices(
-                journal: journal, gateway: Lender(), loans: Loans(), policy: SagaPolicy(), shards: Self.shards,
+                journal: journal, gateway: InstantLender(reference: "C-1"), loans: Loans(), policy: SagaPolicy(),
+                shards: Self.shards,
                 epoch: { _ in 1 }, now: { Date() }, logger: Self.quiet, onSettled: { _, _ in })
             do {
                 try await body(journal) { Switchboard(services: services) }
@@ -114,10 +101,13 @@ struct IdempotencyClaimTests {
             #expect(first.application.id == Self.id("c-1", "K-1"))
 
             let second = Self.id("c-2", "K-1")
-            await #expect(throws: SwitchboardError.idempotencyConflict(existingID: first.application.id)) {
-                _ = try await switchboard.create(
-                    request: Self.request(customer: "c-2"), idempotencyKey: "K-1", decision: Self.decision)
+            func secondCustomerIsRefused(by board: Switchboard) async {
+                await #expect(throws: SwitchboardError.idempotencyConflict(existingID: first.application.id)) {
+                    _ = try await board.create(
+                        request: Self.request(customer: "c-2"), idempotencyKey: "K-1", decision: Self.decision)
+                }
             }
+            await secondCustomerIsRefused(by: switchboard)
             #expect(
                 try await Self.types(journal, second) == [
                     "ApplicationReceived", "LendersRanked", Switchboard.voidedType,
@@ -129,12 +119,7 @@ struct IdempotencyClaimTests {
             #expect(try await Self.holder(journal, key: "K-1") == first.application.id)
 
             // Asked again, on this node or after a restart: the same answer, nothing more stored.
-            for board in [switchboard, makeSwitchboard()] {
-                await #expect(throws: SwitchboardError.idempotencyConflict(existingID: first.application.id)) {
-                    _ = try await board.create(
-                        request: Self.request(customer: "c-2"), idempotencyKey: "K-1", decision: Self.decision)
-                }
-            }
+            for board in [switchboard, makeSwitchboard()] { await secondCustomerIsRefused(by: board) }
             #expect(try await Self.types(journal, second).count == 3)
         }
     }

@@ -195,3 +195,21 @@ final class LenderTestLock<T>: @unchecked Sendable {
         return try body(&value)
     }
 }
+
+/// A lender that approves at once (with `reference`) and disburses at once.
+final class InstantLender: LenderGateway {
+    let reference: String
+    init(reference: String) { self.reference = reference }
+
+    func admit(lenderID: String, context: LenderCallContext) async -> Admission { .permitted }
+    func apply(lenderID: String, context: LenderCallContext) async -> LenderCall<ApplyOutcome> {
+        LenderCall(outcome: .approved(reference: reference, annualRateBps: 1600, reason: nil), tries: 1, latencyMs: 0)
+    }
+    func status(lenderID: String, context: LenderCallContext) async -> LenderCall<StatusOutcome> {
+        LenderCall(outcome: .notFound, tries: 1, latencyMs: 0)
+    }
+    func disburse(lenderID: String, context: LenderCallContext) async -> LenderCall<DisburseOutcome> {
+        LenderCall(outcome: .disbursed, tries: 1, latencyMs: 0)
+    }
+    func cancel(lenderID: String, context: LenderCallContext) async -> LenderCall<CancelOutcome>? { nil }
+}

@@ -136,19 +136,17 @@ public actor EventJournal {
     public func append(_ events: [JournalEvent]) throws(JournalError) {
         guard state == .running else { throw .unavailable("the journal is shut down") }
         if events.isEmpty { return }
-        if refusedStreamCount > 0 {
-            for event in events {
-                if let refusal = streams[event.stream]?.refusal {
-                    appendsRefused.increment()
-                    throw .refused(stream: event.stream, refusal)
-                }
-            }
-        }
-        // A seq this journal already knows to be durable is stored: the append conflicts, and is
-        // refused now rather than by the store, where the refusal would also stop the stream's
-        // writer and drop its buffered events. The stream is not marked refused.
+        // One pass over the streams it knows: a refused stream stays refused; and a seq this
+        // journal already knows to be durable is stored, so the append conflicts and is refused
+        // now rather than by the store, where the refusal would also stop the stream's writer and
+        // drop its buffered events (the stream is not marked refused).
         for event in events {
-            if let known = streams[event.stream], event.seq <= known.durable {
+            guard let known = streams[event.stream] else { continue }
+            if let refusal = known.refusal {
+                appendsRefused.increment()
+                throw .refused(stream: event.stream, refusal)
+            }
+            if event.seq <= known.durable {
                 appendsRefused.increment()
                 throw .refused(
                     stream: event.stream, .sequenceConflict(expected: known.appended + 1, got: event.seq))

@@ -124,10 +124,7 @@ struct BenchCommand: AsyncParsableCommand {
             let start = clock.now
             let written = block.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
             guard written == block.count, fdatasync(fd) == 0 else { return nil }
-            let elapsed = clock.now - start
-            histogram.record(
-                UInt64(elapsed.components.seconds) * 1_000_000_000
-                    + UInt64(elapsed.components.attoseconds / 1_000_000_000))
+            histogram.record(nanoseconds(clock.now - start))
         }
         return (Double(histogram.percentile(50)) / 1e6, Double(histogram.percentile(99)) / 1e6, count)
     }

@@ -389,7 +389,8 @@ func applicationStatus(in body: Data) -> String? {
     return status
 }
 
-private func nanoseconds(_ d: Duration) -> UInt64 {
+/// A duration in whole nanoseconds, 0 for a negative one.
+func nanoseconds(_ d: Duration) -> UInt64 {
     let (s, atto) = d.components
     guard s >= 0 else { return 0 }
     return UInt64(s) * 1_000_000_000 + UInt64(atto / 1_000_000_000)
