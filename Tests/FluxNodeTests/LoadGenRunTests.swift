@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import HummingbirdTesting
 import Logging
 import Testing
 
@@ -47,21 +48,18 @@ actor StubNodeLog {
                 status: .created, headers: [.contentType: "application/json"],
                 body: .init(byteBuffer: ByteBuffer(string: #"{"id": "a-\#(n)", "status": "\#(status)"}"#)))
         }
-        let (ports, sink) = AsyncStream<Int>.makeStream()
         let app = Application(
             router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-            onServerRunning: { sink.yield($0.localAddress?.port ?? 0) },
             logger: {
                 var l = Logger(label: "stub")
                 l.logLevel = .critical
                 return l
             }())
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await app.run() }
-            var iterator = ports.makeAsyncIterator()
-            let port = await iterator.next() ?? 0
+        // Live mode stops the server gracefully: cancelling `run()` traps when accepted
+        // connections are still queued ("Deinited NIOAsyncWriter without calling finish()").
+        try await app.test(.live) { client in
+            let port = try #require(client.port)
             try await body(URL(string: "http://127.0.0.1:\(port)")!, log)
-            group.cancelAll()
         }
     }
 

@@ -2,6 +2,7 @@ import FluxActors
 import Foundation
 import HTTPTypes
 import Hummingbird
+import HummingbirdTesting
 import Logging
 import NIOCore
 import NIOPosix
@@ -33,20 +34,18 @@ import Testing
         router.get("/moved") { _, _ -> Response in
             Response(status: .found, headers: [.location: "/elsewhere"])
         }
-        let (ports, sink) = AsyncStream<Int>.makeStream()
         let app = Application(
             router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-            onServerRunning: { sink.yield($0.localAddress?.port ?? 0) },
             logger: {
                 var l = Logger(label: "stub-lender")
                 l.logLevel = .critical
                 return l
             }())
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await app.run() }
-            var iterator = ports.makeAsyncIterator()
-            try await body(await iterator.next() ?? 0)
-            group.cancelAll()
+        // Live mode stops the server gracefully: cancelling `run()` traps when accepted
+        // connections are still queued ("Deinited NIOAsyncWriter without calling finish()").
+        try await app.test(.live) { client in
+            let port = try #require(client.port)
+            try await body(port)
         }
     }
 
